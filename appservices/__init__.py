@@ -1,0 +1,1 @@
+"""Tocsin application services: alert bridge, escalation and notification channels."""
