@@ -1,0 +1,1 @@
+"""HTTP plumbing: router, JSON request parsing, Matrix errors, authentication, CORS, metrics."""
