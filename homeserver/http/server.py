@@ -1,0 +1,340 @@
+"""The HTTP front: request class with a body-size cap, the JSON router, CORS, access log and request metrics.
+
+Servlets (in ``homeserver.rest``) register ``async def handler(request, **path_params) -> (status, body)`` for a
+method and a path regex; everything else (errors as Matrix JSON, 404/405 ``M_UNRECOGNIZED``, CORS, metrics, the
+access log, cancelling work when the client goes away) happens here once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import urllib.parse
+from typing import Any, Awaitable, Callable, Iterable
+
+from prometheus_client import Counter, Histogram
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
+
+from homeserver.http.errors import (
+    BadJsonError,
+    MatrixError,
+    NotJsonError,
+    TooLargeError,
+    UnrecognizedRequestError,
+)
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("homeserver.access")
+
+JsonDict = dict[str, Any]
+Handler = Callable[..., Awaitable[tuple[int, Any]]]
+
+requests_total = Counter(
+    "tocsin_http_requests_total", "HTTP requests answered", ["method", "servlet", "code"]
+)
+request_seconds = Histogram(
+    "tocsin_http_request_duration_seconds", "Time to answer an HTTP request (seconds)", ["servlet"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+CORS_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"Access-Control-Allow-Origin", b"*"),
+    (b"Access-Control-Allow-Methods", b"GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    (b"Access-Control-Allow-Headers", b"X-Requested-With, Content-Type, Authorization, Date"),
+    (b"Access-Control-Expose-Headers", b"Synapse-Trace-Id, Server"),
+)
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact UTF-8 JSON for a reply."""
+    return _encoder.encode(body).encode("utf-8")
+
+
+class MatrixRequest(server.Request):
+    """A request whose body is capped while it is received.
+
+    ``site.max_body_for(path)`` gives the cap in bytes. A ``Content-Length`` over the cap is answered with
+    413 ``M_TOO_LARGE`` before any of the body is read; a chunked body is cut off as soon as it passes the cap.
+    """
+
+    requester: Any = None
+    servlet_name: str = "unknown"
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)
+        self.start_time = time.monotonic()
+        self._body_received = 0
+        self._body_limit: int | None = None
+        self._aborted = False
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted API
+        site = getattr(self.channel, "site", None)
+        if site is not None and hasattr(site, "max_body_for"):
+            path = self.channel._path if hasattr(self.channel, "_path") else b""
+            self._body_limit = site.max_body_for(path)
+        if length is not None and self._body_limit is not None and length > self._body_limit:
+            self._reject_too_large()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+        if self._aborted:
+            return
+        self._body_received += len(data)
+        if self._body_limit is not None and self._body_received > self._body_limit:
+            self._reject_too_large()
+            return
+        super().handleContentChunk(data)
+
+    def _reject_too_large(self) -> None:
+        self._aborted = True
+        body = encode_json(TooLargeError(f"Request body is over the limit of {self._body_limit} bytes").error_dict())
+        head = [b"HTTP/1.1 413 Request Entity Too Large", b"Content-Type: application/json",
+                b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
+        head += [k + b": " + v for k, v in CORS_HEADERS]
+        transport = self.channel.transport
+        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        requests_total.labels(self.method.decode("ascii", "replace") if self.method else "?",
+                              "body_too_large", "413").inc()
+        transport.loseConnection()
+
+    def get_client_ip(self) -> str:
+        return self.getClientAddress().host if hasattr(self.getClientAddress(), "host") else "-"
+
+
+class _Route:
+    __slots__ = ("pattern", "methods", "name")
+
+    def __init__(self, pattern: re.Pattern[str], name: str) -> None:
+        self.pattern = pattern
+        self.methods: dict[bytes, Handler] = {}
+        self.name = name
+
+
+class JsonRouter(resource.Resource):
+    """Dispatches requests by path regex and method to async handlers that return ``(status, json_body)``.
+
+    A handler may also return ``(status, None)`` after writing the response itself (media downloads).
+    """
+
+    isLeaf = True
+
+    def __init__(self, hs: Any = None) -> None:
+        super().__init__()
+        self.hs = hs
+        self._routes: list[_Route] = []
+        self._by_pattern: dict[str, _Route] = {}
+
+    def register(self, methods: str | Iterable[str], pattern: str, handler: Handler, name: str | None = None) -> None:
+        """Route ``methods`` on paths fully matching ``pattern`` (a regex on the percent-encoded path; named
+        groups are percent-decoded and passed to the handler as keyword arguments)."""
+        if isinstance(methods, str):
+            methods = [methods]
+        route = self._by_pattern.get(pattern)
+        if route is None:
+            route = _Route(re.compile("^" + pattern + "$"), name or handler.__qualname__)
+            self._by_pattern[pattern] = route
+            self._routes.append(route)
+        for method in methods:
+            route.methods[method.upper().encode("ascii")] = handler
+            if method.upper() == "GET":
+                route.methods.setdefault(b"HEAD", handler)
+
+    def render(self, request: MatrixRequest) -> int:  # type: ignore[override]
+        request.setHeader(b"Server", b"Tocsin")
+        for k, v in CORS_HEADERS:
+            request.setHeader(k, v)
+        d = defer.ensureDeferred(self._dispatch(request))
+        request.notifyFinish().addErrback(lambda _f: d.cancel())
+        return server.NOT_DONE_YET
+
+    async def _dispatch(self, request: MatrixRequest) -> None:
+        path = request.path.decode("ascii", "replace")
+        method = request.method or b"GET"
+        servlet = "unmatched"
+        try:
+            if method == b"OPTIONS":
+                servlet = "OPTIONS"
+                self._respond(request, 200, {})
+                return
+            route, match = None, None
+            for r in self._routes:
+                m = r.pattern.match(path)
+                if m:
+                    route, match = r, m
+                    break
+            if route is None or match is None:
+                raise UnrecognizedRequestError("Unrecognized request")
+            servlet = route.name
+            request.servlet_name = servlet
+            handler = route.methods.get(method)
+            if handler is None:
+                raise UnrecognizedRequestError("Unrecognized request", code=405)
+            kwargs = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items() if v is not None}
+            code, body = await handler(request, **kwargs)
+            if body is not None or not request.finished:
+                if body is None and not request.startedWriting:
+                    body = {}
+                if body is not None:
+                    self._respond(request, code, body)
+        except defer.CancelledError:
+            servlet = servlet or "cancelled"
+            return
+        except MatrixError as e:
+            self._respond(request, e.code, e.error_dict())
+        except Exception:  # noqa: BLE001 - the client gets a 500 and the log gets the traceback
+            logger.error("request %s %s failed\n%s", method.decode(), _redact(path),
+                         Failure().getTraceback())
+            self._respond(request, 500, {"errcode": "M_UNKNOWN", "error": "Internal server error"})
+        finally:
+            elapsed = time.monotonic() - request.start_time
+            code = request.code
+            requests_total.labels(method.decode("ascii", "replace"), servlet, str(code)).inc()
+            request_seconds.labels(servlet).observe(elapsed)
+            if self.hs is None or self.hs.config.access_log:
+                user = getattr(request.requester, "user_id", "-") if request.requester else "-"
+                access_logger.info('%s %s "%s %s" %d %.1fms', request.get_client_ip(), user,
+                                   method.decode("ascii", "replace"), _redact(request.uri.decode("ascii", "replace")),
+                                   code, elapsed * 1000)
+
+    @staticmethod
+    def _respond(request: MatrixRequest, code: int, body: Any) -> None:
+        if request.finished or request._disconnected:
+            return
+        data = encode_json(body)
+        request.setResponseCode(code)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", str(len(data)).encode())
+        request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")
+        if request.method != b"HEAD":
+            request.write(data)
+        request.finish()
+
+
+_TOKEN_RE = re.compile(r"(access_token=)[^&]*")
+
+
+def _redact(uri: str) -> str:
+    return _TOKEN_RE.sub(r"\1<redacted>", uri)
+
+
+class MatrixSite(server.Site):
+    """The Site for one listener: uses :class:`MatrixRequest` and knows the per-path body caps (bytes)."""
+
+    def __init__(self, root: resource.Resource, max_request_body_size: int, max_upload_size: int) -> None:
+        super().__init__(root, requestFactory=MatrixRequest)
+        self.max_request_body_size = max_request_body_size
+        self.max_upload_size = max_upload_size
+        self.noisy = False
+
+    def max_body_for(self, path: bytes) -> int:
+        if path.startswith(b"/_matrix/media/") and b"/upload" in path:
+            return self.max_upload_size
+        return self.max_request_body_size
+
+    def log(self, request: Any) -> None:  # our router writes the access log
+        pass
+
+
+# -- request parsing helpers --------------------------------------------------------------------------------------
+
+
+def _reject_constant(value: str) -> Any:
+    raise BadJsonError(f"Bad JSON value: {value}")
+
+
+def parse_json_value(request: MatrixRequest) -> Any:
+    """The request body as JSON (any type). Raises NotJsonError (400 ``M_NOT_JSON``) for bodies that are not JSON,
+    including ``NaN``/``Infinity`` and invalid UTF-8."""
+    request.content.seek(0)
+    raw = request.content.read()
+    try:
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
+    except BadJsonError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise NotJsonError(f"Content not JSON: {e.__class__.__name__}") from e
+
+
+def parse_json_object(request: MatrixRequest, allow_empty_body: bool = False) -> JsonDict:
+    """The request body as a JSON object. An empty body is ``{}`` when ``allow_empty_body``.
+    Raises NotJsonError or BadJsonError (400 ``M_BAD_JSON`` "Content must be a JSON object")."""
+    if allow_empty_body:
+        request.content.seek(0)
+        if not request.content.read(1).strip():
+            request.content.seek(0)
+            rest = request.content.read().strip()
+            if not rest:
+                return {}
+    body = parse_json_value(request)
+    if not isinstance(body, dict):
+        raise BadJsonError("Content must be a JSON object.")
+    return body
+
+
+def query_args(request: MatrixRequest) -> dict[bytes, list[bytes]]:
+    return request.args or {}
+
+
+def parse_string(request: MatrixRequest, name: str, default: str | None = None, required: bool = False,
+                 allowed: Iterable[str] | None = None) -> str | None:
+    """A query-string parameter as text. Raises MissingParamError / InvalidParamError."""
+    from homeserver.http.errors import InvalidParamError, MissingParamError
+
+    values = (request.args or {}).get(name.encode("ascii"))
+    if not values:
+        if required:
+            raise MissingParamError(f"Missing required query parameter: {name}")
+        return default
+    try:
+        value = values[0].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidParamError(f"Query parameter {name} is not valid UTF-8") from e
+    if allowed is not None and value not in allowed:
+        raise InvalidParamError(f"Query parameter {name} must be one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def parse_integer(request: MatrixRequest, name: str, default: int | None = None, required: bool = False,
+                  minimum: int | None = None, maximum: int | None = None) -> int | None:
+    """A query-string parameter as int, range-checked. Raises MissingParamError / InvalidParamError."""
+    from homeserver.http.errors import InvalidParamError
+
+    value = parse_string(request, name, None, required)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError as e:
+        raise InvalidParamError(f"Query parameter {name} must be an integer") from e
+    if minimum is not None and number < minimum:
+        raise InvalidParamError(f"Query parameter {name} must be at least {minimum}")
+    if maximum is not None and number > maximum:
+        number = maximum
+    return number
+
+
+def parse_boolean(request: MatrixRequest, name: str, default: bool = False) -> bool:
+    from homeserver.http.errors import InvalidParamError
+
+    value = parse_string(request, name, None)
+    if value is None:
+        return default
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise InvalidParamError(f"Query parameter {name} must be true or false")
+
+
+CLIENT_PREFIX = r"/_matrix/client/(?:r0|v3)"
+CLIENT_V1_PREFIX = r"/_matrix/client/v1"
+CLIENT_ANY_PREFIX = r"/_matrix/client/(?:r0|v3|v1)"
+PARAM = r"[^/]+"

@@ -1,0 +1,127 @@
+"""Wakes waiting ``/sync`` requests (and other listeners) when a stream advances.
+
+The notifier remembers, per user and per room, the last stream positions it announced. A waiter passes the token
+its sync result was computed at; if anything relevant to it was announced after that token it returns at once,
+otherwise it sleeps until the next relevant announcement or its timeout. Nothing can fall between computing a
+result and starting to wait.
+
+This in-memory notifier serves one process. The interface (``notify`` / ``wait_for_change``) is what a multi-process
+deployment implements over Redis pub/sub or PostgreSQL LISTEN/NOTIFY.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable
+
+from prometheus_client import Gauge
+from twisted.internet import defer
+
+from homeserver.streams import STREAM_NAMES, StreamToken
+
+logger = logging.getLogger(__name__)
+
+waiting_sync_requests = Gauge("tocsin_sync_waiting_requests", "Long-polling /sync requests currently waiting")
+
+
+class _Waiter:
+    __slots__ = ("deferred", "keys", "timer")
+
+    def __init__(self, keys: list[str], on_cancel: Callable[["_Waiter"], None]) -> None:
+        # Cancelled when the client goes away mid-wait: unregister at once rather than at the timeout.
+        self.deferred: defer.Deferred = defer.Deferred(canceller=lambda _d: on_cancel(self))
+        self.keys = keys
+        self.timer: Any = None
+
+
+class Notifier:
+    """Per-user and per-room announcements of new stream positions.
+
+    Keys are user IDs (``@...``) and room IDs (``!...``); a waiter listens on its user and its rooms.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self._last: dict[str, dict[str, int]] = {}
+        self._waiters: dict[str, set[_Waiter]] = {}
+        self._current = StreamToken()
+        self._callbacks: list[Callable[[str, int], None]] = []
+
+    @property
+    def current_token(self) -> StreamToken:
+        """The highest positions announced so far (all streams)."""
+        return self._current
+
+    def add_stream_listener(self, callback: Callable[[str, int], None]) -> None:
+        """Call ``callback(stream_name, position)`` on every announcement (appservice sender, pushers...)."""
+        self._callbacks.append(callback)
+
+    def notify(self, stream: str, position: int, users: Iterable[str] = (), rooms: Iterable[str] = ()) -> None:
+        """Announce that ``stream`` reached ``position`` with data for ``users`` and/or ``rooms``.
+
+        Must be called on the reactor thread, after the data is committed.
+        """
+        assert stream in STREAM_NAMES, stream
+        self._current = self._current.copy_and_advance(stream, position)
+        woken: set[_Waiter] = set()
+        for key in list(users) + list(rooms):
+            last = self._last.get(key)
+            if last is None:
+                self._last[key] = {stream: position}
+            elif last.get(stream, 0) < position:
+                last[stream] = position
+            waiters = self._waiters.get(key)
+            if waiters:
+                woken.update(waiters)
+        for waiter in woken:
+            self._finish(waiter, True)
+        for cb in self._callbacks:
+            try:
+                cb(stream, position)
+            except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
+                logger.exception("stream listener failed")
+
+    def has_changed(self, keys: Iterable[str], since: StreamToken) -> bool:
+        """True if anything was announced for ``keys`` after ``since``."""
+        for key in keys:
+            last = self._last.get(key)
+            if last:
+                for stream, position in last.items():
+                    if position > getattr(since, stream):
+                        return True
+        return False
+
+    async def wait_for_change(self, user_id: str, room_ids: Iterable[str], since: StreamToken,
+                              timeout_ms: int) -> bool:
+        """Wait until something for ``user_id`` or ``room_ids`` is announced after ``since``, at most
+        ``timeout_ms`` milliseconds. Returns True if woken by a change, False on timeout."""
+        keys = [user_id, *room_ids]
+        if self.has_changed(keys, since):
+            return True
+        if timeout_ms <= 0:
+            return False
+        waiter = _Waiter(keys, self._unregister)
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(waiter)
+        waiter.timer = self.reactor.callLater(timeout_ms / 1000.0, self._finish, waiter, False)
+        waiting_sync_requests.inc()
+        try:
+            return await waiter.deferred
+        finally:
+            waiting_sync_requests.dec()
+
+    def _finish(self, waiter: _Waiter, changed: bool) -> None:
+        if waiter.deferred.called:
+            return
+        self._unregister(waiter)
+        waiter.deferred.callback(changed)
+
+    def _unregister(self, waiter: _Waiter) -> None:
+        for key in waiter.keys:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[key]
+        if waiter.timer is not None and waiter.timer.active():
+            waiter.timer.cancel()

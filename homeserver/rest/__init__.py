@@ -1,0 +1,16 @@
+"""Client-server API servlets, one module per spec module. Each module has ``register_servlets(hs, router)``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Order matters only where two patterns could match the same path: the first registered wins.
+SERVLET_MODULES: tuple[str, ...] = (
+    "versions",
+)
+
+
+def register_all_servlets(hs: Any, router: Any) -> None:
+    for name in SERVLET_MODULES:
+        importlib.import_module(f"homeserver.rest.{name}").register_servlets(hs, router)

@@ -1,0 +1,256 @@
+"""Database access for SQLite (default) and PostgreSQL, off the reactor thread.
+
+Every query runs inside :meth:`Database.run_interaction`, which runs a function with a :class:`Txn` in a thread
+pool and commits (or rolls back) at the end, retrying transactions the database aborted for serialization or
+deadlock reasons. SQLite uses one connection in one thread (WAL mode): SQLite allows one writer at a time anyway,
+and a single thread keeps it free of ``database is locked`` errors. PostgreSQL uses one connection per pool thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
+
+from homeserver.config import DatabaseConfig
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+_PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+class Txn:
+    """A cursor inside one transaction. SQL uses ``?`` placeholders on both engines.
+
+    ``call_after(fn, *args)`` schedules ``fn`` on the reactor thread after the transaction has committed (used to
+    advance stream positions and wake the notifier only once data is durable).
+    """
+
+    __slots__ = ("_cursor", "is_postgres", "_after", "_convert")
+
+    def __init__(self, cursor: Any, is_postgres: bool, convert: Callable[[str], str]) -> None:
+        self._cursor = cursor
+        self.is_postgres = is_postgres
+        self._after: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._convert = convert
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> "Txn":
+        self._cursor.execute(self._convert(sql), tuple(params))
+        return self
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = [tuple(r) for r in rows]
+        if not rows:
+            return
+        if self.is_postgres:
+            from psycopg2.extras import execute_batch
+
+            execute_batch(self._cursor, self._convert(sql), rows, page_size=500)
+        else:
+            self._cursor.executemany(sql, rows)
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def call_after(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._after.append((fn, args))
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (?, ?, ...)`` clause and its parameters; an empty list yields a clause that is false."""
+        if not values:
+            return "1 = 0", []
+        return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
+
+
+class Database:
+    """A pool of connections to one database and the thread pool that uses them.
+
+    Args:
+        config: ``database`` section of the homeserver config.
+        reactor: the Twisted reactor.
+    """
+
+    def __init__(self, config: DatabaseConfig, reactor: Any) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.is_postgres = config.is_postgres
+        self.engine_name = "postgresql" if self.is_postgres else "sqlite"
+        size = int(config.args.get("cp_max", 5)) if self.is_postgres else 1
+        self._pool = ThreadPool(minthreads=1, maxthreads=size, name=f"db-{self.engine_name}")
+        self._local = threading.local()
+        self._all_conns: list[Any] = []
+        self._conns_lock = threading.Lock()
+        self._sql_cache: dict[str, str] = {}
+        self._started = False
+
+    def start(self) -> None:
+        """Start the thread pool; it is stopped before the reactor shuts down."""
+        if self._started:
+            return
+        self._started = True
+        self._pool.start()
+        self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._pool.stop()
+        with self._conns_lock:
+            for conn in self._all_conns:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - closing at shutdown, nothing to do about it
+                    pass
+            self._all_conns.clear()
+
+    # -- connections -------------------------------------------------------------------------------------------
+
+    def _convert_sql(self, sql: str) -> str:
+        if not self.is_postgres:
+            return sql
+        converted = self._sql_cache.get(sql)
+        if converted is None:
+            converted = sql.replace("%", "%%").replace("?", "%s")
+            self._sql_cache[sql] = converted
+        return converted
+
+    def _connect(self) -> Any:
+        if self.is_postgres:
+            import psycopg2
+
+            args = {k: v for k, v in self.config.args.items() if k not in ("cp_min", "cp_max")}
+            if "database" in args and "dbname" not in args:
+                args["dbname"] = args.pop("database")
+            conn = psycopg2.connect(**args)
+            conn.set_session(isolation_level="READ COMMITTED", autocommit=False)
+        else:
+            path = self.config.args["database"]
+            if path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed (acknowledged) transaction survives power loss, not just a process crash.
+            sync = str(self.config.args.get("synchronous", "FULL")).upper()
+            if sync not in ("FULL", "NORMAL", "EXTRA"):
+                sync = "FULL"
+            conn.execute(f"PRAGMA synchronous={sync}")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            conn.execute("PRAGMA cache_size=-65536")
+        with self._conns_lock:
+            self._all_conns.append(conn)
+        return conn
+
+    def _get_conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _drop_conn(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._conns_lock:
+                if conn in self._all_conns:
+                    self._all_conns.remove(conn)
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- transactions ------------------------------------------------------------------------------------------
+
+    def _run_in_thread(self, desc: str, func: Callable[..., R], args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> tuple[R, list[tuple[Callable[..., Any], tuple[Any, ...]]]]:
+        attempts = 0
+        while True:
+            attempts += 1
+            conn = self._get_conn()
+            cursor = conn.cursor()
+            txn = Txn(cursor, self.is_postgres, self._convert_sql)
+            try:
+                if not self.is_postgres:
+                    cursor.execute("BEGIN")
+                result = func(txn, *args, **kwargs)
+                conn.commit() if self.is_postgres else cursor.execute("COMMIT")
+                return result, txn._after
+            except Exception as e:
+                try:
+                    conn.rollback() if self.is_postgres else cursor.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the connection may be gone; it is replaced below
+                    self._drop_conn()
+                if self._should_retry(e) and attempts < 5:
+                    logger.info("retrying transaction %s after %s", desc, e)
+                    time.sleep(0.01 * attempts)
+                    continue
+                raise
+            finally:
+                try:
+                    cursor.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _should_retry(self, e: Exception) -> bool:
+        if self.is_postgres:
+            import psycopg2
+
+            if isinstance(e, psycopg2.OperationalError) and getattr(e, "pgcode", None) is None:
+                self._drop_conn()  # connection lost: reconnect and try again
+                return True
+            return getattr(e, "pgcode", None) in _PG_RETRYABLE
+        return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+
+    async def run_interaction(self, desc: str, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Run ``func(txn, *args, **kwargs)`` in one transaction in the pool; returns its result.
+
+        ``desc`` names the transaction in logs. Exceptions from ``func`` roll back and propagate unchanged
+        (so a MatrixError raised inside reaches the client as is). Callbacks registered with ``txn.call_after``
+        run on the reactor thread after commit, in order.
+        """
+        result, after = await threads.deferToThreadPool(
+            self.reactor, self._pool, self._run_in_thread, desc, func, args, kwargs
+        )
+        for fn, fargs in after:
+            fn(*fargs)
+        return result
+
+    async def execute(self, desc: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run one statement and return all its rows (an empty list for statements without rows)."""
+
+        def _do(txn: Txn) -> list[tuple[Any, ...]]:
+            txn.execute(sql, params)
+            try:
+                return txn.fetchall()
+            except Exception:  # noqa: BLE001 - statements without a result set
+                return []
+
+        return await self.run_interaction(desc, _do)
+
+    def run_interaction_sync(self, desc: str, func: Callable[..., R], *args: Any) -> R:
+        """Run a transaction on the calling thread (start-up only, before the reactor runs)."""
+        result, after = self._run_in_thread(desc, func, args, {})
+        for fn, fargs in after:
+            fn(*fargs)
+        return result
+
+
+def deferred(coro: Any) -> defer.Deferred:
+    """Wrap a coroutine in a Deferred (for Twisted APIs that want one)."""
+    return defer.ensureDeferred(coro)

@@ -1,0 +1,113 @@
+"""Stream positions and sync tokens.
+
+Everything a client can see changes through a stream with a monotonically increasing integer position
+(ARCHITECTURE.md). A sync token (``next_batch``, ``since``, ``prev_batch``, ``from``/``to`` of ``/messages``) is the
+tuple of every stream's position, written ``s<events>_<receipts>_<account_data>_<to_device>_<device_lists>_
+<typing>_<presence>``. A token with fewer parts (an older server's) reads the missing positions as 0; more parts than
+this version knows is an error, as are negative or non-numeric parts.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, fields, replace
+
+from homeserver.http.errors import InvalidParamError
+
+STREAM_NAMES: tuple[str, ...] = (
+    "events", "receipts", "account_data", "to_device", "device_lists", "typing", "presence",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamToken:
+    """A position in every stream. Compare components, never whole tokens: streams move independently."""
+
+    events: int = 0
+    receipts: int = 0
+    account_data: int = 0
+    to_device: int = 0
+    device_lists: int = 0
+    typing: int = 0
+    presence: int = 0
+
+    def to_string(self) -> str:
+        return "s" + "_".join(str(getattr(self, name)) for name in STREAM_NAMES)
+
+    __str__ = to_string
+
+    @classmethod
+    def parse(cls, token: str, param: str = "since") -> "StreamToken":
+        """Parse ``s1_2_...``; raises InvalidParamError (400 ``M_INVALID_PARAM``) naming ``param``."""
+        if not isinstance(token, str) or not token.startswith("s") or len(token) > 200:
+            raise InvalidParamError(f"Invalid {param} token")
+        parts = token[1:].split("_")
+        if len(parts) > len(STREAM_NAMES):
+            raise InvalidParamError(f"Invalid {param} token")
+        values = []
+        for p in parts:
+            if not p.isdigit():
+                raise InvalidParamError(f"Invalid {param} token")
+            values.append(int(p))
+        values += [0] * (len(STREAM_NAMES) - len(values))
+        return cls(*values)
+
+    def copy_and_replace(self, stream: str, position: int) -> "StreamToken":
+        return replace(self, **{stream: position})
+
+    def copy_and_advance(self, stream: str, position: int) -> "StreamToken":
+        """This token with ``stream`` moved to ``position`` if that is further along."""
+        if getattr(self, stream) >= position:
+            return self
+        return replace(self, **{stream: position})
+
+    def is_after(self, other: "StreamToken") -> bool:
+        """True if any stream of this token is past ``other``'s."""
+        return any(getattr(self, n) > getattr(other, n) for n in STREAM_NAMES)
+
+    def max(self, other: "StreamToken") -> "StreamToken":
+        return StreamToken(*(max(getattr(self, n), getattr(other, n)) for n in STREAM_NAMES))
+
+
+assert tuple(f.name for f in fields(StreamToken)) == STREAM_NAMES
+
+
+class StreamIdGenerator:
+    """Allocates positions of one stream and knows how far the stream is *complete*.
+
+    Writers call :meth:`allocate` before writing and :meth:`mark_done` once the row is committed (or the write
+    failed). :meth:`current` is the highest position below which every allocated position is done, so a reader
+    that reads up to ``current()`` never skips a row that commits later with a lower position.
+    Thread-safe; positions start after ``start`` (the largest position already in the database).
+    """
+
+    def __init__(self, start: int) -> None:
+        self._lock = threading.Lock()
+        self._next = start + 1
+        self._current = start
+        self._in_flight: set[int] = set()
+
+    def allocate(self) -> int:
+        with self._lock:
+            position = self._next
+            self._next += 1
+            self._in_flight.add(position)
+            return position
+
+    def allocate_many(self, n: int) -> list[int]:
+        with self._lock:
+            positions = list(range(self._next, self._next + n))
+            self._next += n
+            self._in_flight.update(positions)
+            return positions
+
+    def mark_done(self, position: int) -> None:
+        with self._lock:
+            self._in_flight.discard(position)
+            if self._in_flight:
+                self._current = min(self._in_flight) - 1
+            else:
+                self._current = self._next - 1
+
+    def current(self) -> int:
+        return self._current
