@@ -1,0 +1,1 @@
+"""Escalation: on-call schedules, escalation policies and the escalation engine."""

@@ -1,0 +1,347 @@
+"""Persistent escalation state: incidents, timers, pages, per-person read/ack state and delivery attempts.
+
+SQLite by default, PostgreSQL optionally (psycopg2); the SQL is plain and runs on both (placeholders are written
+``?`` and rewritten to ``%s`` for PostgreSQL). All timestamps are integer **milliseconds** since the Unix epoch.
+
+Timers are rows: the engine claims a timer (``pending`` -> ``done``) in the *same transaction* in which it records
+the pages the timer causes and inserts follow-up timers. A restart re-arms every ``pending`` timer, so nothing is
+lost; the conditional claim means two processes (or a restart racing a late callback) cannot fire one twice.
+
+Calls are synchronous and short; the escalation service runs them on the reactor thread, which is fine for the
+rate of pages an on-call team produces.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS escalation_incidents (
+        incident_id TEXT PRIMARY KEY,
+        route TEXT,
+        priority TEXT NOT NULL,
+        policy_name TEXT NOT NULL,
+        room_id TEXT,
+        alert_event_id TEXT,
+        summary TEXT NOT NULL,
+        alert_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        tier_index INTEGER NOT NULL,
+        cycle INTEGER NOT NULL,
+        opened_ts BIGINT NOT NULL,
+        acked_ts BIGINT,
+        acked_by TEXT,
+        resolved_ts BIGINT,
+        last_tier_hook_cycle INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS escalation_timers (
+        timer_id TEXT PRIMARY KEY,
+        incident_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        due_ts BIGINT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        done_ts BIGINT
+    )""",
+    "CREATE INDEX IF NOT EXISTS escalation_timers_pending ON escalation_timers (status, due_ts)",
+    """CREATE TABLE IF NOT EXISTS escalation_pages (
+        page_id TEXT PRIMARY KEY,
+        incident_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        tier_index INTEGER NOT NULL,
+        purpose TEXT NOT NULL,
+        created_ts BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        provider_id TEXT,
+        finished_ts BIGINT
+    )""",
+    "CREATE INDEX IF NOT EXISTS escalation_pages_user ON escalation_pages (user_id, channel, created_ts)",
+    "CREATE INDEX IF NOT EXISTS escalation_pages_incident ON escalation_pages (incident_id)",
+    """CREATE TABLE IF NOT EXISTS escalation_recipients (
+        incident_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        first_paged_ts BIGINT NOT NULL,
+        read_ts BIGINT,
+        acked_ts BIGINT,
+        PRIMARY KEY (incident_id, user_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS escalation_firings (
+        alert_key TEXT NOT NULL,
+        fired_ts BIGINT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS escalation_firings_key ON escalation_firings (alert_key, fired_ts)",
+    """CREATE TABLE IF NOT EXISTS delivery_attempts (
+        attempt_id TEXT PRIMARY KEY,
+        page_id TEXT,
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        ts BIGINT NOT NULL,
+        provider_id TEXT,
+        result TEXT NOT NULL,
+        error TEXT
+    )""",
+]
+
+
+@dataclass(frozen=True)
+class TimerRow:
+    """A persisted timer: ``kind`` (``tier``, ``read_check``, ``reminder``, ``ack_timeout``), ``due_ts`` in ms."""
+
+    timer_id: str
+    incident_id: str
+    kind: str
+    due_ts: int
+    payload: dict[str, Any]
+
+
+class Txn:
+    """A cursor inside one transaction; ``execute`` takes ``?`` placeholders on either database."""
+
+    def __init__(self, cursor: Any, paramstyle_pg: bool) -> None:
+        self._cur = cursor
+        self._pg = paramstyle_pg
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the affected row count."""
+        if self._pg:
+            sql = sql.replace("?", "%s")
+        self._cur.execute(sql, tuple(args))
+        return self._cur.rowcount
+
+    def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self.execute(sql, args)
+        return list(self._cur.fetchall())
+
+    def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self.execute(sql, args)
+        return self._cur.fetchone()
+
+
+class EscalationStore:
+    """Connection plus the SQL of the escalation service.
+
+    ``EscalationStore.sqlite(path)`` or ``EscalationStore.postgres(dsn)``; ``transaction(fn)`` runs ``fn(txn)``
+    atomically and returns its result (rolls back and re-raises on error).
+    """
+
+    def __init__(self, connect: Callable[[], Any], is_postgres: bool) -> None:
+        self._connect = connect
+        self.is_postgres = is_postgres
+        self._conn = connect()
+        self._lock = threading.Lock()
+        with self._lock:
+            self._run(lambda txn: [txn.execute(stmt) for stmt in SCHEMA], immediate=True)
+
+    @classmethod
+    def sqlite(cls, path: str) -> "EscalationStore":
+        """Open (and create) the SQLite database file at ``path`` (``:memory:`` for a throw-away store)."""
+
+        def connect() -> sqlite3.Connection:
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so a claim takes the write lock up front.
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+
+        return cls(connect, is_postgres=False)
+
+    @classmethod
+    def postgres(cls, dsn: str) -> "EscalationStore":
+        """Connect to PostgreSQL with a libpq ``dsn`` (e.g. ``dbname=tocsin host=127.0.0.1``)."""
+        import psycopg2
+
+        return cls(lambda: psycopg2.connect(dsn), is_postgres=True)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _run(self, fn: Callable[[Txn], T], immediate: bool) -> T:
+        cur = self._conn.cursor()
+        if not self.is_postgres:
+            cur.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            result = fn(Txn(cur, self.is_postgres))
+        except BaseException:
+            self._conn.rollback() if self.is_postgres else cur.execute("ROLLBACK")
+            raise
+        if self.is_postgres:
+            self._conn.commit()
+        else:
+            cur.execute("COMMIT")
+        return result
+
+    def transaction(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn(txn)`` in one write transaction and return its result."""
+        with self._lock:
+            return self._run(fn, immediate=True)
+
+    # -- timers --------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def insert_timer(txn: Txn, timer: TimerRow) -> None:
+        txn.execute(
+            "INSERT INTO escalation_timers (timer_id, incident_id, kind, due_ts, payload, status)"
+            " VALUES (?, ?, ?, ?, ?, 'pending')",
+            (timer.timer_id, timer.incident_id, timer.kind, timer.due_ts, json.dumps(timer.payload, sort_keys=True)),
+        )
+
+    @staticmethod
+    def claim_timer(txn: Txn, timer_id: str, now_ms: int) -> TimerRow | None:
+        """Mark a pending timer done; returns it, or None when it was already claimed or cancelled."""
+        if txn.execute("UPDATE escalation_timers SET status = 'done', done_ts = ? WHERE timer_id = ? AND status = 'pending'",
+                       (now_ms, timer_id)) != 1:
+            return None
+        row = txn.fetchone("SELECT timer_id, incident_id, kind, due_ts, payload FROM escalation_timers WHERE timer_id = ?",
+                           (timer_id,))
+        assert row is not None
+        return TimerRow(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+    @staticmethod
+    def cancel_timers(txn: Txn, incident_id: str, kinds: Sequence[str] | None = None) -> list[str]:
+        """Cancel the incident's pending timers (of ``kinds`` if given); returns the cancelled timer IDs."""
+        sql = "SELECT timer_id FROM escalation_timers WHERE incident_id = ? AND status = 'pending'"
+        args: list[Any] = [incident_id]
+        if kinds:
+            sql += " AND kind IN (" + ", ".join("?" for _ in kinds) + ")"
+            args += list(kinds)
+        ids = [r[0] for r in txn.fetchall(sql, args)]
+        for timer_id in ids:
+            txn.execute("UPDATE escalation_timers SET status = 'cancelled' WHERE timer_id = ? AND status = 'pending'",
+                        (timer_id,))
+        return ids
+
+    def pending_timers(self) -> list[TimerRow]:
+        """Every pending timer, earliest first (used on start-up to re-arm them)."""
+        rows = self.transaction(lambda txn: txn.fetchall(
+            "SELECT timer_id, incident_id, kind, due_ts, payload FROM escalation_timers"
+            " WHERE status = 'pending' ORDER BY due_ts, timer_id"))
+        return [TimerRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    # -- incidents -----------------------------------------------------------------------------------------------
+
+    _INCIDENT_COLS = ("incident_id", "route", "priority", "policy_name", "room_id", "alert_event_id", "summary",
+                      "alert_key", "state", "tier_index", "cycle", "opened_ts", "acked_ts", "acked_by",
+                      "resolved_ts", "last_tier_hook_cycle")
+
+    @classmethod
+    def get_incident(cls, txn: Txn, incident_id: str) -> dict[str, Any] | None:
+        row = txn.fetchone(f"SELECT {', '.join(cls._INCIDENT_COLS)} FROM escalation_incidents WHERE incident_id = ?",
+                           (incident_id,))
+        return dict(zip(cls._INCIDENT_COLS, row)) if row else None
+
+    @classmethod
+    def upsert_incident(cls, txn: Txn, incident: dict[str, Any]) -> None:
+        txn.execute("DELETE FROM escalation_incidents WHERE incident_id = ?", (incident["incident_id"],))
+        txn.execute(
+            f"INSERT INTO escalation_incidents ({', '.join(cls._INCIDENT_COLS)})"
+            f" VALUES ({', '.join('?' for _ in cls._INCIDENT_COLS)})",
+            [incident[c] for c in cls._INCIDENT_COLS],
+        )
+
+    # -- pages and recipients ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def insert_page(txn: Txn, page_id: str, incident_id: str, user_id: str, channel: str, tier_index: int,
+                    purpose: str, now_ms: int, status: str = "queued") -> None:
+        txn.execute(
+            "INSERT INTO escalation_pages (page_id, incident_id, user_id, channel, tier_index, purpose, created_ts,"
+            " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (page_id, incident_id, user_id, channel, tier_index, purpose, now_ms, status),
+        )
+
+    def finish_page(self, page_id: str, status: str, provider_id: str | None, now_ms: int) -> None:
+        self.transaction(lambda txn: txn.execute(
+            "UPDATE escalation_pages SET status = ?, provider_id = ?, finished_ts = ? WHERE page_id = ?",
+            (status, provider_id, now_ms, page_id)))
+
+    @staticmethod
+    def queued_pages(txn: Txn) -> list[dict[str, Any]]:
+        cols = ("page_id", "incident_id", "user_id", "channel", "tier_index", "purpose", "created_ts")
+        rows = txn.fetchall(f"SELECT {', '.join(cols)} FROM escalation_pages WHERE status = 'queued' ORDER BY created_ts")
+        return [dict(zip(cols, r)) for r in rows]
+
+    @staticmethod
+    def pages_for(txn: Txn, incident_id: str) -> list[dict[str, Any]]:
+        cols = ("page_id", "user_id", "channel", "tier_index", "purpose", "created_ts", "status", "provider_id",
+                "finished_ts")
+        rows = txn.fetchall(f"SELECT {', '.join(cols)} FROM escalation_pages WHERE incident_id = ?"
+                            " ORDER BY created_ts, page_id", (incident_id,))
+        return [dict(zip(cols, r)) for r in rows]
+
+    @staticmethod
+    def count_recent_pages(txn: Txn, user_id: str, channel: str, since_ms: int) -> int:
+        row = txn.fetchone("SELECT COUNT(*) FROM escalation_pages WHERE user_id = ? AND channel = ? AND created_ts > ?"
+                           " AND status IN ('queued', 'delivered', 'failed')", (user_id, channel, since_ms))
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def touch_recipient(txn: Txn, incident_id: str, user_id: str, now_ms: int) -> None:
+        if txn.fetchone("SELECT 1 FROM escalation_recipients WHERE incident_id = ? AND user_id = ?",
+                        (incident_id, user_id)) is None:
+            txn.execute("INSERT INTO escalation_recipients (incident_id, user_id, first_paged_ts) VALUES (?, ?, ?)",
+                        (incident_id, user_id, now_ms))
+
+    @staticmethod
+    def recipients(txn: Txn, incident_id: str) -> dict[str, dict[str, Any]]:
+        rows = txn.fetchall("SELECT user_id, first_paged_ts, read_ts, acked_ts FROM escalation_recipients"
+                            " WHERE incident_id = ?", (incident_id,))
+        return {r[0]: {"first_paged_ts": r[1], "read_ts": r[2], "acked_ts": r[3]} for r in rows}
+
+    @staticmethod
+    def set_read(txn: Txn, incident_id: str, user_id: str, ts_ms: int) -> bool:
+        """Record the first read; returns True if this was the first."""
+        return txn.execute("UPDATE escalation_recipients SET read_ts = ? WHERE incident_id = ? AND user_id = ?"
+                           " AND read_ts IS NULL", (ts_ms, incident_id, user_id)) == 1
+
+    @staticmethod
+    def set_acked(txn: Txn, incident_id: str, user_id: str, ts_ms: int | None) -> None:
+        txn.execute("UPDATE escalation_recipients SET acked_ts = ? WHERE incident_id = ? AND user_id = ?",
+                    (ts_ms, incident_id, user_id))
+
+    @staticmethod
+    def incidents_for_event(txn: Txn, event_id: str) -> list[str]:
+        """Incidents whose alert event or one of whose Matrix pages is ``event_id``."""
+        rows = txn.fetchall(
+            "SELECT incident_id FROM escalation_incidents WHERE alert_event_id = ?"
+            " UNION SELECT incident_id FROM escalation_pages WHERE channel = 'matrix' AND provider_id = ?",
+            (event_id, event_id))
+        return sorted({r[0] for r in rows})
+
+    # -- firings (same alert N times within W) -------------------------------------------------------------------
+
+    @staticmethod
+    def record_firing(txn: Txn, alert_key: str, now_ms: int, window_ms: int) -> int:
+        """Record one firing of ``alert_key``; returns how many fired within the last ``window_ms`` (inclusive)."""
+        txn.execute("INSERT INTO escalation_firings (alert_key, fired_ts) VALUES (?, ?)", (alert_key, now_ms))
+        row = txn.fetchone("SELECT COUNT(*) FROM escalation_firings WHERE alert_key = ? AND fired_ts > ?",
+                           (alert_key, now_ms - window_ms))
+        return int(row[0]) if row else 0
+
+    # -- delivery attempts ---------------------------------------------------------------------------------------
+
+    def record_attempt(self, attempt_id: str, page_id: str | None, channel: str, recipient: str, attempt: int,
+                       ts_ms: int, provider_id: str | None, result: str, error: str | None) -> None:
+        """Record one delivery attempt of a channel (``result``: ``delivered`` or ``failed``)."""
+        self.transaction(lambda txn: txn.execute(
+            "INSERT INTO delivery_attempts (attempt_id, page_id, channel, recipient, attempt, ts, provider_id, result,"
+            " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (attempt_id, page_id, channel, recipient, attempt, ts_ms, provider_id, result, error)))
+
+    def attempts(self, page_id: str | None = None) -> list[dict[str, Any]]:
+        """Recorded delivery attempts (of one page if given), oldest first."""
+        cols = ("attempt_id", "page_id", "channel", "recipient", "attempt", "ts", "provider_id", "result", "error")
+        sql = f"SELECT {', '.join(cols)} FROM delivery_attempts"
+        args: tuple[Any, ...] = ()
+        if page_id is not None:
+            sql += " WHERE page_id = ?"
+            args = (page_id,)
+        rows = self.transaction(lambda txn: txn.fetchall(sql + " ORDER BY ts, attempt", args))
+        return [dict(zip(cols, r)) for r in rows]
