@@ -30,6 +30,8 @@ BODY_KEY = "content.body"
 #: The ``notifications`` power level the spec gives a key that power_levels does not set (m.room.power_levels).
 DEFAULT_NOTIFICATION_LEVEL = 50
 
+# A property path never contains NUL unescaped in practice, so this cannot collide with an event_match memo key.
+_DISPLAY_NAME_MEMO = "\0contains_display_name"
 _LEGACY_ACTIONS = frozenset({"dont_notify", "coalesce"})
 _GLOB_FLAGS = re.IGNORECASE | re.DOTALL
 
@@ -382,10 +384,14 @@ class PushRuleEvaluator:
     ) -> bool:
         if not display_name or not display_name.strip():
             return False
-        body = self.value_at(BODY_KEY)
-        if not isinstance(body, str):
-            return False
-        return _display_name_matcher(display_name)(body)
+        # Members often share a display name ("Ops", "Bot"); memoise per event like event_match.
+        memo_key = (_DISPLAY_NAME_MEMO, display_name)
+        result = self._glob_results.get(memo_key)
+        if result is None:
+            body = self.value_at(BODY_KEY)
+            result = isinstance(body, str) and _display_name_matcher(display_name)(body)
+            self._glob_results[memo_key] = result
+        return result
 
     def _room_member_count_matches(
         self, condition: Mapping[str, Any], user_id: str, display_name: str | None

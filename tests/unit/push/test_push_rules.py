@@ -1,0 +1,249 @@
+"""PushRuleset merging, client JSON, and the validation helpers the /pushrules servlets use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from homeserver.http.errors import MatrixError
+from homeserver.push import (
+    PushRuleset,
+    check_default_rule_exists,
+    insert_position,
+    validate_actions_body,
+    validate_enabled_body,
+    validate_rule,
+)
+from push_testlib import ALICE, BOB, ROOM, matched_rule_id, message, run_actions
+
+KEYWORD = {"kind": "content", "rule_id": "kw-db", "pattern": "database", "actions": ["notify", {"set_tweak": "highlight"}]}
+MUTE_ROOM = {"kind": "room", "rule_id": ROOM, "actions": []}
+OVERRIDE = {
+    "kind": "override",
+    "rule_id": "sev1",
+    "conditions": [{"kind": "event_match", "key": "content.severity", "pattern": "critical"}],
+    "actions": ["notify", {"set_tweak": "sound", "value": "siren"}],
+}
+
+
+def ids(ruleset: PushRuleset, kind: str) -> list[str]:
+    return [rule.rule_id for rule in ruleset.rules(kind)]
+
+
+def test_priority_order_master_then_user_then_defaults() -> None:
+    ruleset = PushRuleset(ALICE, [KEYWORD, MUTE_ROOM, OVERRIDE, {"kind": "underride", "rule_id": "u", "actions": ["notify"], "conditions": []}])
+    assert ids(ruleset, "override")[:3] == [".m.rule.master", "sev1", ".m.rule.suppress_notices"]
+    assert ids(ruleset, "content") == ["kw-db", ".m.rule.contains_user_name"]
+    assert ids(ruleset, "room") == [ROOM]
+    assert ids(ruleset, "sender") == []
+    assert ids(ruleset, "underride")[:2] == ["u", ".m.rule.call"]
+    order = [r["rule_id"] for r in ruleset.evaluation_rules()]
+    assert order.index("sev1") < order.index("kw-db") < order.index(ROOM) < order.index("u") < order.index(".m.rule.call")
+    assert ".m.rule.master" not in order  # disabled rules are left out
+
+
+def test_priority_field_sorts_user_rules_descending() -> None:
+    rows = [
+        {"kind": "content", "rule_id": "low", "pattern": "a", "actions": [], "priority": 1},
+        {"kind": "content", "rule_id": "high", "pattern": "b", "actions": [], "priority": 5},
+        {"kind": "content", "rule_id": "mid", "pattern": "c", "actions": [], "priority": 3},
+    ]
+    assert ids(PushRuleset(ALICE, rows), "content")[:3] == ["high", "mid", "low"]
+
+
+def test_bad_storage_rows_are_ignored() -> None:
+    rows = [{"kind": "bogus", "rule_id": "x", "actions": []}, {"kind": "override", "rule_id": ".m.rule.fake", "actions": []}]
+    ruleset = PushRuleset(ALICE, rows)
+    assert "x" not in [r.rule_id for r in ruleset.all_rules()]
+    assert ".m.rule.fake" not in [r.rule_id for r in ruleset.all_rules()]
+
+
+def test_default_overrides_change_enabled_and_actions() -> None:
+    ruleset = PushRuleset(
+        ALICE,
+        default_overrides={
+            ".m.rule.suppress_notices": {"enabled": False},
+            ".m.rule.message": {"actions": ["notify", {"set_tweak": "sound", "value": "default"}]},
+            ".m.rule.gone_from_spec": {"enabled": False},
+        },
+    )
+    assert ruleset.get_rule("override", ".m.rule.suppress_notices").enabled is False
+    assert matched_rule_id(message("bot says hi", "m.notice"), ruleset=ruleset) == ".m.rule.message"
+    assert run_actions(message("hi"), ruleset) == ["notify", {"set_tweak": "sound", "value": "default"}]
+    assert ruleset.get_rule("override", ".m.rule.suppress_notices").default is True
+
+
+def test_user_rules_take_effect() -> None:
+    ruleset = PushRuleset(ALICE, [KEYWORD, MUTE_ROOM, OVERRIDE])
+    # Priority: override, then content (the keyword), then room (the mute).
+    assert matched_rule_id(message("database on fire", severity="critical"), ruleset=ruleset) == "sev1"
+    assert matched_rule_id(message("database slow"), ruleset=ruleset) == "kw-db"
+    assert run_actions(message("all quiet"), ruleset) is None  # the room rule mutes it
+    other_room = dict(message("all quiet"), room_id="!other:example.com")
+    assert matched_rule_id(other_room, ruleset=ruleset) == ".m.rule.message"
+
+
+def test_sender_rule_matches_sender_exactly() -> None:
+    ruleset = PushRuleset(ALICE, [{"kind": "sender", "rule_id": BOB, "actions": []}])
+    assert matched_rule_id(message("x"), ruleset=ruleset) == BOB
+    shouting = dict(message("x"), sender=BOB.upper())
+    assert matched_rule_id(shouting, ruleset=ruleset) == ".m.rule.message"
+
+
+def test_disabled_user_rule_does_not_match() -> None:
+    ruleset = PushRuleset(ALICE, [dict(MUTE_ROOM, enabled=False)])
+    assert matched_rule_id(message("x"), ruleset=ruleset) == ".m.rule.message"
+    assert ruleset.get_rule("room", ROOM).to_client_json() == {"rule_id": ROOM, "default": False, "enabled": False, "actions": []}
+
+
+def test_client_json_shape() -> None:
+    body = PushRuleset(ALICE, [KEYWORD, MUTE_ROOM, OVERRIDE]).to_client_json()
+    assert list(body) == ["global"]
+    rules = body["global"]
+    assert list(rules) == ["override", "content", "room", "sender", "underride"]
+    assert rules["content"][0] == {
+        "rule_id": "kw-db",
+        "default": False,
+        "enabled": True,
+        "actions": ["notify", {"set_tweak": "highlight"}],
+        "pattern": "database",
+    }
+    assert rules["content"][1]["pattern"] == "alice"
+    assert rules["room"] == [{"rule_id": ROOM, "default": False, "enabled": True, "actions": []}]
+    assert rules["override"][0] == {"rule_id": ".m.rule.master", "default": True, "enabled": False, "actions": [], "conditions": []}
+    assert rules["override"][1]["conditions"] == OVERRIDE["conditions"]
+    for kind_rules in rules.values():
+        for rule in kind_rules:
+            assert {"rule_id", "default", "enabled", "actions"} <= set(rule)
+
+
+def test_get_rule_errors() -> None:
+    ruleset = PushRuleset(ALICE)
+    with pytest.raises(MatrixError) as missing:
+        ruleset.get_rule("content", "nope")
+    assert (missing.value.code, missing.value.errcode) == (404, "M_NOT_FOUND")
+    with pytest.raises(MatrixError) as wrong_kind:
+        ruleset.get_rule("override", ".m.rule.contains_user_name")
+    assert wrong_kind.value.code == 404
+    with pytest.raises(MatrixError) as bad_kind:
+        ruleset.get_rule("global", ".m.rule.master")
+    assert (bad_kind.value.code, bad_kind.value.errcode) == (400, "M_INVALID_PARAM")
+
+
+def test_check_default_rule_exists() -> None:
+    check_default_rule_exists("underride", ".m.rule.call")
+    with pytest.raises(MatrixError) as err:
+        check_default_rule_exists("override", ".m.rule.call")
+    assert err.value.code == 404
+    with pytest.raises(MatrixError) as err:
+        check_default_rule_exists("override", ".m.rule.nonexistent")
+    assert err.value.code == 404
+
+
+# --- validate_rule -----------------------------------------------------------------------------------------------
+
+
+def test_validate_rule_normalises_each_kind() -> None:
+    assert validate_rule("content", "cake", {"pattern": "cake*lie", "actions": ["notify"]}) == {
+        "kind": "content", "rule_id": "cake", "actions": ["notify"], "enabled": True, "pattern": "cake*lie",
+    }
+    assert validate_rule("override", "o", {"actions": ["dont_notify"]}) == {
+        "kind": "override", "rule_id": "o", "actions": [], "enabled": True, "conditions": [],
+    }
+    assert validate_rule("room", ROOM, {"actions": [], "conditions": "ignored"}) == {
+        "kind": "room", "rule_id": ROOM, "actions": [], "enabled": True,
+    }
+    assert validate_rule("sender", BOB, {"actions": ["notify"]})["rule_id"] == BOB
+    beer = {
+        "conditions": [
+            {"kind": "event_match", "key": "content.body", "pattern": "beer"},
+            {"kind": "room_member_count", "is": "<=10"},
+            {"kind": "org.example.future", "whatever": 1},
+            {"kind": "event_property_is", "key": "content.m\\.federate", "value": None},
+        ],
+        "actions": ["notify", {"set_tweak": "sound", "value": "beeroclock.wav"}],
+    }
+    assert validate_rule("underride", "beer", beer)["conditions"] == beer["conditions"]
+
+
+def _error(kind: str, rule_id: str, body: Any) -> tuple[int, str]:
+    with pytest.raises(MatrixError) as err:
+        validate_rule(kind, rule_id, body)
+    return err.value.code, err.value.errcode
+
+
+@pytest.mark.parametrize(
+    "kind,rule_id,body,expected",
+    [
+        ("global", "x", {"actions": []}, (400, "M_INVALID_PARAM")),
+        ("content", ".m.rule.contains_user_name", {"pattern": "x", "actions": []}, (400, "M_INVALID_PARAM")),
+        ("override", "", {"actions": []}, (400, "M_INVALID_PARAM")),
+        ("override", "a/b", {"actions": []}, (400, "M_INVALID_PARAM")),
+        ("override", "a\\b", {"actions": []}, (400, "M_INVALID_PARAM")),
+        ("room", "#alias:example.com", {"actions": []}, (400, "M_INVALID_PARAM")),
+        ("sender", "bob", {"actions": []}, (400, "M_INVALID_PARAM")),
+        ("override", "x", [], (400, "M_BAD_JSON")),
+        ("override", "x", {}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": "notify"}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": [1]}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": ["ring_loudly"]}, (400, "M_INVALID_PARAM")),
+        ("override", "x", {"actions": [{"value": "x"}]}, (400, "M_INVALID_PARAM")),
+        ("override", "x", {"actions": [{"set_tweak": "highlight", "value": "yes"}]}, (400, "M_INVALID_PARAM")),
+        ("override", "x", {"actions": [], "conditions": {}}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": [], "conditions": ["event_match"]}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": [], "conditions": [{"key": "type"}]}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "event_match", "key": "type"}]}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "room_member_count", "is": "lots"}]}, (400, "M_INVALID_PARAM")),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "room_member_count", "is": 2}]}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "event_property_is", "key": "k"}]}, (400, "M_BAD_JSON")),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "event_property_is", "key": "k", "value": [1]}]}, (400, "M_INVALID_PARAM")),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "event_property_contains", "key": "k", "value": 2**53}]}, (400, "M_INVALID_PARAM")),
+        ("override", "x", {"actions": [], "conditions": [{"kind": "event_property_is", "key": "k", "value": 1.5}]}, (400, "M_INVALID_PARAM")),
+        ("content", "x", {"actions": []}, (400, "M_BAD_JSON")),
+        ("content", "x", {"actions": [], "pattern": 5}, (400, "M_BAD_JSON")),
+    ],
+)
+def test_validate_rule_errors(kind: str, rule_id: str, body: Any, expected: tuple[int, str]) -> None:
+    assert _error(kind, rule_id, body) == expected
+
+
+def test_validate_rule_accepts_namespaced_actions_and_custom_tweaks() -> None:
+    actions = ["notify", "org.example.page_on_call", {"set_tweak": "led", "value": "red"}, {"set_tweak": "highlight", "value": False}]
+    assert validate_rule("override", "x", {"actions": actions})["actions"] == actions
+
+
+def test_enabled_and_actions_bodies() -> None:
+    assert validate_enabled_body({"enabled": False}) is False
+    assert validate_actions_body({"actions": ["notify", "coalesce"]}) == ["notify"]
+    for bad in ({}, {"enabled": "true"}, {"enabled": 1}, None):
+        with pytest.raises(MatrixError) as err:
+            validate_enabled_body(bad)
+        assert err.value.errcode == "M_BAD_JSON"
+    with pytest.raises(MatrixError):
+        validate_actions_body({"enabled": True})
+
+
+# --- insert_position ---------------------------------------------------------------------------------------------
+
+
+def test_insert_position() -> None:
+    rules = [{"rule_id": "a"}, {"rule_id": "b"}, {"rule_id": "c"}]
+    assert insert_position(rules, None, None) == 0
+    assert insert_position(rules, before="a") == 0
+    assert insert_position(rules, before="c") == 2
+    assert insert_position(rules, after="a") == 1
+    assert insert_position(rules, after="c") == 3
+    assert insert_position(["a", "b"], before="b", after="a") == 1  # before wins
+    assert insert_position(["a", "b"], before="a", after="b") == 0
+    assert insert_position([], None, None) == 0
+
+
+def test_insert_position_errors() -> None:
+    with pytest.raises(MatrixError) as missing:
+        insert_position(["a"], before="zzz")
+    assert (missing.value.code, missing.value.errcode) == (400, "M_UNKNOWN")
+    assert missing.value.msg == "before/after rule not found: zzz"
+    with pytest.raises(MatrixError) as default:
+        insert_position(["a"], after=".m.rule.message")
+    assert (default.value.code, default.value.errcode) == (400, "M_INVALID_PARAM")
