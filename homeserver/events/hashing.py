@@ -52,7 +52,7 @@ def check_content_hash(event_dict: dict[str, Any]) -> bool:
 
 
 def compute_reference_hash(room_version: RoomVersion, event_dict: dict[str, Any]) -> bytes:
-    """The raw 32-byte SHA-256 reference hash: over the redacted event without ``signatures``/``unsigned``/``age_ts``."""
+    """The raw 32-byte SHA-256 reference hash of the redacted event minus ``signatures``, ``unsigned``, ``age_ts``."""
     pruned = prune_event_dict(room_version, event_dict)
     for key in ("signatures", "unsigned", "age_ts"):
         pruned.pop(key, None)
