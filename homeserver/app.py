@@ -163,7 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         hs.start_listening()
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
+        _abort_start(hs)
         return 2
+    except Exception:  # noqa: BLE001 - e.g. database unreachable: say why and exit instead of hanging
+        logger.exception("start-up failed")
+        _abort_start(hs)
+        return 1
     if config.pid_file:
         with open(config.pid_file, "w") as f:
             f.write(str(os.getpid()))
@@ -177,6 +182,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     logger.info("Tocsin homeserver %s is running", config.server_name)
     reactor.run()
     return 0
+
+
+def _abort_start(hs: HomeServer) -> None:
+    db = getattr(hs, "db", None)
+    if db is not None:
+        db.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

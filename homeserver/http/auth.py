@@ -31,6 +31,8 @@ def get_access_token(request: Any) -> str | None:
     """The token from ``Authorization: Bearer ...`` or, for old clients, the ``access_token`` query parameter."""
     header = request.getHeader(b"Authorization")
     if header:
+        if isinstance(header, bytes):
+            header = header.decode("latin-1")
         parts = header.split(None, 1)
         if len(parts) == 2 and parts[0].lower() == "bearer":
             return parts[1].strip()

@@ -64,7 +64,7 @@ def apply_migrations(db: Database) -> list[str]:
     if db.is_postgres:
         # One start-up at a time applies migrations (several processes may start together).
         def _locked(txn: Txn) -> list[str]:
-            txn.execute("SELECT pg_advisory_xact_lock(7461636f)")
+            txn.execute("SELECT pg_advisory_xact_lock(746163)")
             return _txn(txn)
 
         applied = db.run_interaction_sync("apply_migrations", _locked)
