@@ -43,12 +43,14 @@ class HomeServer:
         from homeserver.storage.accounts import AccountStore
         from homeserver.storage.database import Database
         from homeserver.storage.migrations import apply_migrations
+        from homeserver.streams import StreamPositions
 
         self.signing_key = load_or_create_signing_key(self.config.signing_key_path)
         self.db = Database(self.config.database, self.reactor)
         self.db.start()
         apply_migrations(self.db)
         self.notifier = Notifier(self.reactor)
+        self.stream_positions = StreamPositions()
         self.account_store = AccountStore(self.db)
         self.auth = Auth(self)
         self._setup_components()

@@ -111,3 +111,28 @@ class StreamIdGenerator:
 
     def current(self) -> int:
         return self._current
+
+
+class StreamPositions:
+    """The registry of every stream's :class:`StreamIdGenerator`; gives the current sync token.
+
+    Each store registers the generator of the stream it writes (``register("account_data", gen)``) when it is
+    built. A stream nobody registered stays at position 0.
+    """
+
+    def __init__(self) -> None:
+        self._generators: dict[str, StreamIdGenerator] = {}
+
+    def register(self, stream: str, generator: StreamIdGenerator) -> None:
+        if stream not in STREAM_NAMES:
+            raise ValueError(f"unknown stream {stream!r}; add it to STREAM_NAMES")
+        if stream in self._generators:
+            raise ValueError(f"stream {stream!r} registered twice")
+        self._generators[stream] = generator
+
+    def generator(self, stream: str) -> StreamIdGenerator:
+        return self._generators[stream]
+
+    def current_token(self) -> StreamToken:
+        """Positions up to which every stream is complete (safe to read up to)."""
+        return StreamToken(**{name: gen.current() for name, gen in self._generators.items()})
