@@ -63,13 +63,16 @@ class Harness:
         cfg = config or CONFIG
         self.clock = Clock()
         self.clock.advance(at)
-        self.store = EscalationStore.sqlite(db)
+        self.store = self._open_store(db)
         schedules = load_schedules(cfg.get("schedules"))
         self.channels = {n: RecordingChannel(n, self.clock) for n in ("matrix", "email", "sms", "voice")}
         self.webhook = RecordingChannel("webhook", self.clock)
         self.engine = EscalationEngine(self.clock, self.store, load_policy_set(cfg, schedules), schedules,
                                        self.channels, webhook=self.webhook)
         self.engine.start()
+
+    def _open_store(self, db: str) -> EscalationStore:
+        return EscalationStore.sqlite(db)
 
     def open(self, incident: str = "inc1", priority: str = "high", **kw: Any) -> None:
         self.engine.incident_opened(incident, priority=priority, summary="disk full on db1", room_id="!ops:x",
