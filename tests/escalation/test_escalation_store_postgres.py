@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 from appservices.escalation.store import EscalationStore
-from test_engine import MIN, START, Harness
+from test_escalation_engine import MIN, START, Harness
 
 
 def _free_port() -> int:
