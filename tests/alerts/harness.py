@@ -1,0 +1,290 @@
+"""Processes for the alert bridge's end-to-end tests: a homeserver under test (Synapse for now) and the bridge.
+
+A homeserver variant implements :class:`HomeserverUnderTest`: ``start(registration_files)`` starts it with the
+given appservice registration files known, then ``base_url`` / ``server_name`` describe it. Add another
+homeserver by writing a subclass and listing it in ``HOMESERVERS`` (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(os.environ.get("TOCSIN_ALERT_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` until it answers any HTTP status; raise RuntimeError after ``timeout_s`` or if ``proc`` dies."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} while waiting for {url}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    """One HTTP request; returns ``(status, decoded JSON or text)`` for any status."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            code, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        code, raw = e.code, e.read()
+    try:
+        return code, json.loads(raw)
+    except ValueError:
+        return code, raw.decode("utf-8", "replace")
+
+
+class HomeserverUnderTest:
+    """A homeserver the bridge is tested against. ``base_url``, ``server_name`` are set after :meth:`start`."""
+
+    name = "abstract"
+    base_url: str
+    server_name: str
+
+    def start(self, registration_files: list[Path]) -> None:
+        """Start the server with these appservice registration files loaded. Blocks until it answers."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server."""
+        raise NotImplementedError
+
+    def log_tail(self, lines: int = 80) -> str:
+        """The last lines of its log (for failure reports)."""
+        return ""
+
+
+def synapse_python() -> Path:
+    """The python of a venv with matrix-synapse: ``$SYNAPSE_VENV``, else ``.venv-synapse`` created in the repo."""
+    venv = os.environ.get("SYNAPSE_VENV")
+    if venv:
+        return Path(venv) / "bin" / "python"
+    venv_path = REPO_ROOT / ".venv-synapse"
+    python = venv_path / "bin" / "python"
+    if not python.exists() or subprocess.run([str(python), "-c", "import synapse"]).returncode != 0:
+        subprocess.run([sys.executable, "-m", "venv", str(venv_path)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "matrix-synapse"], check=True, timeout=1200)
+    return python
+
+
+class SynapseHomeserver(HomeserverUnderTest):
+    """Synapse on SQLite in a temp dir, open registration, rate limits off, on a free loopback port."""
+
+    name = "synapse"
+
+    def __init__(self, data_dir: Path, server_name: str = "localhost") -> None:
+        self.data_dir = data_dir
+        self.server_name = server_name
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "synapse.stdout"
+
+    def start(self, registration_files: list[Path]) -> None:
+        python = synapse_python()
+        cfg_path = self.data_dir / "homeserver.yaml"
+        subprocess.run(
+            [str(python), "-m", "synapse.app.homeserver", "--server-name", self.server_name, "--config-path",
+             str(cfg_path), "--data-directory", str(self.data_dir), "--generate-config", "--report-stats=no"],
+            check=True, cwd=self.data_dir, capture_output=True, timeout=120,
+        )
+        cfg = yaml.safe_load(cfg_path.read_text())
+        unlimited = {"per_second": 10000, "burst_count": 10000}
+        cfg.update(
+            {
+                "listeners": [
+                    {"port": self.port, "bind_addresses": ["127.0.0.1"], "type": "http", "tls": False,
+                     "x_forwarded": False, "resources": [{"names": ["client"], "compress": False}]}
+                ],
+                "database": {"name": "sqlite3", "args": {"database": str(self.data_dir / "homeserver.db")}},
+                "enable_registration": True,
+                "enable_registration_without_verification": True,
+                "app_service_config_files": [str(p) for p in registration_files],
+                "trusted_key_servers": [],
+                "suppress_key_server_warning": True,
+                "report_stats": False,
+                "log_config": None,
+                "rc_message": unlimited,
+                "rc_registration": unlimited,
+                "rc_login": {"address": unlimited, "account": unlimited, "failed_attempts": unlimited},
+                "rc_joins": {"local": unlimited, "remote": unlimited},
+                "rc_joins_per_room": unlimited,
+                "rc_invites": {"per_room": unlimited, "per_user": unlimited, "per_issuer": unlimited},
+                "rc_admin_redaction": unlimited,
+                "rc_3pid_validation": unlimited,
+                "rc_presence": {"per_user": unlimited},
+            }
+        )
+        cfg.pop("log_config")
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg_path)],
+            cwd=self.data_dir, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_http(self.base_url + "/_matrix/client/versions", 120, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class BridgeRegistration:
+    """The bridge's appservice registration for a test session (tokens random, port chosen up front)."""
+
+    def __init__(self, directory: Path, server_name_regex: str = r"localhost") -> None:
+        self.port = free_port()
+        self.as_token = secrets.token_urlsafe(24)
+        self.hs_token = secrets.token_urlsafe(24)
+        self.path = directory / "alerts-registration.yaml"
+        self.path.write_text(
+            yaml.safe_dump(
+                {
+                    "id": "tocsin-alerts-test",
+                    "url": f"http://127.0.0.1:{self.port}",
+                    "as_token": self.as_token,
+                    "hs_token": self.hs_token,
+                    "sender_localpart": "alerts",
+                    "rate_limited": False,
+                    "namespaces": {
+                        "users": [{"regex": f"@alerts:{server_name_regex}", "exclusive": True}],
+                        "aliases": [{"regex": f"#alerts.*:{server_name_regex}", "exclusive": False}],
+                        "rooms": [],
+                    },
+                }
+            )
+        )
+
+
+class BridgeProcess:
+    """``python -m appservices.alerts -c <config>`` as a subprocess, with tokens for every source."""
+
+    def __init__(self, directory: Path, registration: BridgeRegistration, hs: HomeserverUnderTest,
+                 routes: list[dict[str, Any]], default_route: dict[str, Any], max_body_bytes: int = 200_000) -> None:
+        self.dir = directory
+        self.registration = registration
+        self.base_url = f"http://127.0.0.1:{registration.port}"
+        self.tokens = {s: secrets.token_urlsafe(16) for s in ("alertmanager", "grafana", "zabbix")}
+        self.hmac_secret = secrets.token_urlsafe(16)
+        self.api_token = secrets.token_urlsafe(16)
+        self.db_path = directory / "alerts.db"
+        self.config_path = directory / "alerts.yaml"
+        self.log_path = directory / "bridge.log"
+        self.config = {
+            "homeserver": {"url": hs.base_url, "server_name": hs.server_name},
+            "registration": str(registration.path),
+            "listen": {"host": "127.0.0.1", "port": registration.port},
+            "database": {"engine": "sqlite", "args": {"database": str(self.db_path)}},
+            "max_body_bytes": max_body_bytes,
+            "command_power_level": 50,
+            "api_token": self.api_token,
+            "retry_interval_s": 1,
+            "sources": {
+                "alertmanager": {"token": self.tokens["alertmanager"]},
+                "grafana": {"token": self.tokens["grafana"], "hmac_secret": self.hmac_secret,
+                            "hmac_header": "X-Grafana-Alerting-Signature"},
+                "zabbix": {"token": self.tokens["zabbix"]},
+            },
+            "routes": routes,
+            "default_route": default_route,
+        }
+        self.config_path.write_text(yaml.safe_dump(self.config, allow_unicode=True))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start and wait until it answers on its port."""
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appservices.alerts", "-c", str(self.config_path)],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_http(self.base_url + "/metrics", 30, self.proc)
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def post(self, source: str, body: bytes, token: str | None = "default",
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """POST ``body`` to ``/api/v1/alerts/{source}`` with the source's bearer token (or ``token``)."""
+        h = {"Content-Type": "application/json", **(headers or {})}
+        tok = self.tokens.get(source) if token == "default" else token
+        if tok is not None:
+            h["Authorization"] = f"Bearer {tok}"
+        return http("POST", f"{self.base_url}/api/v1/alerts/{source}", body, h)
+
+    def post_fixture(self, source: str, name: str) -> tuple[int, Any]:
+        """POST ``fixtures/{source}/{name}.json``."""
+        return self.post(source, (FIXTURES / source / f"{name}.json").read_bytes())
+
+    def incidents(self, **params: str) -> list[dict[str, Any]]:
+        """``GET /api/v1/incidents`` with the API token."""
+        qs = "&".join(f"{k}={v}" for k, v in params.items())
+        code, body = http("GET", f"{self.base_url}/api/v1/incidents?{qs}", None,
+                          {"Authorization": f"Bearer {self.api_token}"})
+        assert code == 200, body
+        return body["incidents"]
+
+    def incident(self, incident_id: str) -> dict[str, Any]:
+        """``GET /api/v1/incidents/{id}``."""
+        code, body = http("GET", f"{self.base_url}/api/v1/incidents/{incident_id}", None,
+                          {"Authorization": f"Bearer {self.api_token}"})
+        assert code == 200, body
+        return body
+
+    def metrics(self) -> str:
+        """The ``/metrics`` text."""
+        code, body = http("GET", f"{self.base_url}/metrics")
+        assert code == 200
+        return body
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""

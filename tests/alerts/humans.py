@@ -1,0 +1,127 @@
+"""matrix-nio clients playing the on-call humans in end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from nio import AsyncClient, JoinResponse, LoginResponse, RegisterResponse, RoomSendResponse
+
+from .harness import HomeserverUnderTest
+
+PASSWORD = "correct horse battery staple"
+
+
+def ensure_users(hs: HomeserverUnderTest, names: list[str]) -> None:
+    """Register ``names`` on ``hs`` with open registration (an existing user is fine)."""
+
+    async def go() -> None:
+        for name in names:
+            client = AsyncClient(hs.base_url, name)
+            try:
+                resp = await client.register(name, PASSWORD)
+                if not isinstance(resp, RegisterResponse) and "M_USER_IN_USE" not in str(resp):
+                    raise RuntimeError(f"registering {name} failed: {resp}")
+            finally:
+                await client.close()
+
+    asyncio.run(go())
+
+
+class Human:
+    """A logged-in nio client that auto-joins invites and records every timeline event it syncs (raw dicts)."""
+
+    def __init__(self, hs: HomeserverUnderTest, name: str) -> None:
+        self.user_id = f"@{name}:{hs.server_name}"
+        self.client = AsyncClient(hs.base_url, self.user_id)
+        self.name = name
+        self.events: list[dict[str, Any]] = []
+        self.joined: set[str] = set()
+
+    async def login(self) -> None:
+        resp = await self.client.login(PASSWORD)
+        assert isinstance(resp, LoginResponse), resp
+        await self.sync()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def sync(self, timeout_ms: int = 1000) -> None:
+        """One /sync: accept invites, record timeline events (each with ``room_id`` added)."""
+        resp = await self.client.sync(timeout=timeout_ms, full_state=False)
+        for room_id in list(getattr(resp, "rooms").invite):
+            joined = await self.client.join(room_id)
+            assert isinstance(joined, JoinResponse), joined
+        for room_id, info in resp.rooms.join.items():
+            self.joined.add(room_id)
+            for ev in info.timeline.events:
+                raw = dict(ev.source)
+                raw["room_id"] = room_id
+                self.events.append(raw)
+
+    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 30) -> dict[str, Any]:
+        """The first recorded event matching ``predicate``, syncing until it arrives (AssertionError on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        while True:
+            for ev in self.events[seen:]:
+                if predicate(ev):
+                    return ev
+            seen = len(self.events)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no matching event within {timeout_s}s")
+            await self.sync()
+
+    async def send(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> str:
+        resp = await self.client.room_send(room_id, event_type, content, ignore_unverified_devices=True)
+        assert isinstance(resp, RoomSendResponse), resp
+        return resp.event_id
+
+    async def thread_command(self, room_id: str, root: str, text: str) -> str:
+        """Send ``text`` into the thread of ``root``."""
+        return await self.send(
+            room_id,
+            {"msgtype": "m.text", "body": text,
+             "m.relates_to": {"rel_type": "m.thread", "event_id": root, "is_falling_back": True,
+                              "m.in_reply_to": {"event_id": root}}},
+        )
+
+    async def reply_command(self, room_id: str, root: str, text: str) -> str:
+        """Send ``text`` as a plain reply to ``root``."""
+        return await self.send(
+            room_id, {"msgtype": "m.text", "body": text, "m.relates_to": {"m.in_reply_to": {"event_id": root}}}
+        )
+
+    async def react(self, room_id: str, target: str, key: str = "✅") -> str:
+        return await self.send(
+            room_id, {"m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}}, "m.reaction"
+        )
+
+
+def content_of(ev: dict[str, Any]) -> dict[str, Any]:
+    return ev.get("content") or {}
+
+
+def is_root_alert(ev: dict[str, Any], needle: str) -> bool:
+    """An alert's first message (m.text, not an edit or thread reply) whose body contains ``needle``."""
+    c = content_of(ev)
+    return (
+        ev.get("type") == "m.room.message" and c.get("msgtype") == "m.text" and "m.relates_to" not in c
+        and needle in c.get("body", "")
+    )
+
+
+def is_edit_of(ev: dict[str, Any], root: str, needle: str = "") -> bool:
+    c = content_of(ev)
+    rel = c.get("m.relates_to") or {}
+    return (
+        rel.get("rel_type") == "m.replace" and rel.get("event_id") == root
+        and needle in (c.get("m.new_content") or {}).get("body", "")
+    )
+
+
+def is_thread_reply(ev: dict[str, Any], root: str, needle: str = "") -> bool:
+    c = content_of(ev)
+    rel = c.get("m.relates_to") or {}
+    return rel.get("rel_type") == "m.thread" and rel.get("event_id") == root and needle in c.get("body", "")
