@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import email
 import json
+import shutil
 import socket
+import tempfile
 import ssl as std_ssl
 from email import policy as email_policy
 from pathlib import Path
@@ -208,8 +210,8 @@ class EmailTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_starttls(self) -> Any:
-        tmp = Path(self.mktemp())
-        tmp.mkdir()
+        tmp = Path(tempfile.mkdtemp(prefix="tocsin-smtp-tls-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
         key = tw_ssl.KeyPair.generate(size=2048)
         cert = key.selfSignedCert(1, CN="localhost")
         (tmp / "cert.pem").write_bytes(cert.dumpPEM())
