@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 def parse_time_param(value: str) -> int:
-    """``since``/``until`` query value -> ms since the epoch. Accepts integer ms or ISO 8601 (``Z`` allowed).
+    """``since``/``until`` query value -> ms since the epoch. Accepts integer ms or ISO 8601 (``Z`` allowed; no offset means UTC).
 
     Raises:
         ValueError: neither form.
@@ -46,6 +46,8 @@ def parse_time_param(value: str) -> int:
     if value.isdigit():
         return int(value)
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
     return int(dt.timestamp() * 1000)
 
 

@@ -1,0 +1,258 @@
+"""Unit tests of the alert bridge's pure parts: parsing, auth, routing, rendering, commands, store, report."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from appservices.alerts import store
+from appservices.alerts.auth import AuthFailed, SourceAuth, check_auth
+from appservices.alerts.commands import Command, CommandError, parse_command, parse_duration
+from appservices.alerts.config import ConfigError, parse_config
+from appservices.alerts.incidents import IncidentManager
+from appservices.alerts.ingest import BadPayload, parse_alertmanager, parse_generic, parse_grafana, parse_zabbix
+from appservices.alerts.metrics import AlertMetrics
+from appservices.alerts.render import (
+    CONTENT_BUDGET, IncidentView, content_size, make_edit, render_fitted, sanitise_html, truncate_utf8,
+)
+from appservices.alerts.report import build_report, format_csv
+from appservices.alerts.routing import Matcher, Route, Router
+
+from .harness import FIXTURES, REPO_ROOT
+
+
+def fixture(source: str, name: str) -> dict:
+    return json.loads((FIXTURES / source / f"{name}.json").read_text())
+
+
+# -- ingest ---------------------------------------------------------------------------------------------------
+
+
+def test_alertmanager_grouped_multi() -> None:
+    g = parse_alertmanager(fixture("alertmanager", "grouped_multi"))
+    assert g.dedup_key == '{}/{team="storage"}:{alertname="DiskSpaceLow", cluster="prod-eu-1"}'
+    assert g.status == "firing" and g.truncated_alerts == 2 and g.severity == "warning"
+    assert [a.status for a in g.alerts] == ["firing", "firing", "resolved", "firing"]
+    assert g.alerts[0].ends_at is None and g.alerts[2].ends_at == "2024-05-14T02:15:22.004Z"
+    assert g.routing_labels["team"] == "storage"
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b.pop("alerts"), "missing field alerts"),
+        (lambda b: b["alerts"][0].pop("labels"), "missing field alerts[0].labels"),
+        (lambda b: b.__setitem__("status", "weird"), "field status must be 'firing' or 'resolved', not 'weird'"),
+        (lambda b: b["alerts"][0].__setitem__("labels", ["x"]), "field alerts[0].labels must be of type dict"),
+    ],
+)
+def test_alertmanager_rejections_name_the_field(mutate, message) -> None:  # type: ignore[no-untyped-def]
+    body = fixture("alertmanager", "firing")
+    mutate(body)
+    with pytest.raises(BadPayload) as e:
+        parse_alertmanager(body)
+    assert str(e.value) == message and e.value.code == 400
+
+
+def test_alertmanager_wrong_version_is_422() -> None:
+    body = fixture("alertmanager", "firing")
+    body["version"] = "3"
+    with pytest.raises(BadPayload) as e:
+        parse_alertmanager(body)
+    assert e.value.code == 422
+
+
+def test_grafana_links_and_values() -> None:
+    g = parse_grafana(fixture("grafana", "firing_multi"))
+    assert g.dedup_key == "1/{}:{}" and len(g.alerts) == 2
+    assert g.alerts[0].links["silence"].startswith("https://grafana.example.com/alerting/silence/new")
+    assert "dashboard" not in g.alerts[0].links  # empty URL is not a link
+    assert g.alerts[0].values == {"B": 44.23943737541908, "C": 1}
+    assert parse_grafana(fixture("grafana", "test_notification")).alerts[0].values == {}
+
+
+def test_zabbix_problem_update_recovery_and_default_params_share_one_key() -> None:
+    problem = parse_zabbix(fixture("zabbix", "problem"))
+    assert problem.status == "firing" and problem.severity == "high"
+    assert problem.common_labels["team"] == "dba" and problem.mentions == ["@oncall-dba:example.com"]
+    assert problem.alerts[0].generator_url == (
+        "https://zabbix.example.com/tr_events.php?triggerid=23851&eventid=4207731"
+    )
+    update = parse_zabbix(fixture("zabbix", "update_acknowledged"))
+    assert update.source_ack_by == "zabbix:Mei Lin" and "heavy reporting query" in (update.update_note or "")
+    recovery = parse_zabbix(fixture("zabbix", "recovery"))
+    assert recovery.status == "resolved" and recovery.alerts[0].ends_at == "2024.05.14 03:33:45"
+    default = parse_zabbix(fixture("zabbix", "default_media_params"))
+    assert {problem.dedup_key, update.dedup_key, recovery.dedup_key, default.dedup_key} == {"4207731"}
+    assert problem.alerts[0].fingerprint == default.alerts[0].fingerprint
+
+
+def test_generic_template() -> None:
+    template = {"dedup_key": "check.id", "status": "state", "labels": {"severity": "level", "host": "check.host"},
+                "annotations": {"summary": "msg"}}
+    g = parse_generic({"check": {"id": 7, "host": "web-1"}, "state": "down", "level": "critical", "msg": "Down"},
+                      "uptime", template)
+    assert (g.source, g.dedup_key, g.status, g.severity, g.title) == ("generic:uptime", "7", "firing", "critical", "Down")
+    assert parse_generic({"check": {"id": 7}, "state": "OK"}, "uptime", template).status == "resolved"
+    with pytest.raises(BadPayload, match="missing field check.id"):
+        parse_generic({"state": "down"}, "uptime", template)
+
+
+# -- auth -----------------------------------------------------------------------------------------------------
+
+
+def test_bearer_and_hmac() -> None:
+    auth = SourceAuth(token="t0k", hmac_secret="s3cret", hmac_header="X-Sig", hmac_timestamp_header="X-Ts")
+    body = b'{"a": 1}'
+    check_auth(auth, "Bearer t0k", {}, body)
+    sig = hmac.new(b"s3cret", b"1700000000:" + body, hashlib.sha256).hexdigest()
+    check_auth(auth, None, {"x-sig": "sha256=" + sig, "x-ts": "1700000000"}, body)
+    with pytest.raises(AuthFailed) as e:
+        check_auth(auth, None, {"x-sig": sig, "x-ts": "1700000001"}, body)
+    assert e.value.code == 403
+    with pytest.raises(AuthFailed) as e:
+        check_auth(auth, "Bearer nope", {}, body)
+    assert e.value.code == 403
+    with pytest.raises(AuthFailed) as e:
+        check_auth(auth, None, {}, body)
+    assert e.value.code == 401
+
+
+# -- routing --------------------------------------------------------------------------------------------------
+
+
+def test_matchers_like_alertmanager() -> None:
+    assert Matcher.parse('team="storage"').matches({"team": "storage"})
+    assert not Matcher.parse('team="storage"').matches({"team": "storage-2"})
+    assert Matcher.parse('severity=~"crit.*|page"').matches({"severity": "critical"})
+    assert not Matcher.parse('severity=~"crit"').matches({"severity": "critical"})  # anchored
+    assert Matcher.parse('env!="prod"').matches({})
+    assert Matcher.parse('env!~"prod|staging"').matches({"env": "dev"})
+    assert Matcher.parse('"服务等级"="P1"').matches({"服务等级": "P1"})
+
+
+def test_router_first_match_then_default() -> None:
+    a = Route("a", "#a:x", (Matcher.parse('team="storage"'),))
+    b = Route("b", "#b:x", (Matcher.parse('severity="critical"'),), sources=("zabbix",))
+    router = Router([a, b], Route("default", "#d:x"))
+    assert router.route_for("alertmanager", {"team": "storage", "severity": "critical"}).name == "a"
+    assert router.route_for("alertmanager", {"severity": "critical"}).name == "default"
+    assert router.route_for("zabbix", {"severity": "critical"}).name == "b"
+
+
+# -- rendering ------------------------------------------------------------------------------------------------
+
+
+def test_sanitiser_strips_script_and_javascript_links() -> None:
+    dirty = '<p onclick="x()">hi<script>alert(1)</script><a href="javascript:alert(1)">l</a><iframe></iframe></p>'
+    assert sanitise_html(dirty) == "<p>hi<a>l</a></p>"
+
+
+def test_render_escapes_source_text() -> None:
+    body = fixture("alertmanager", "firing")
+    body["alerts"][0]["annotations"]["description"] = '<img src=x onerror=alert(1)> & <b>bold</b>'
+    content = render_fitted(parse_alertmanager(body), IncidentView("I-1", "firing", "main"))
+    assert "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in content["formatted_body"]
+    assert "<img" not in content["formatted_body"]
+
+
+def test_oversized_fits_and_edit_fits() -> None:
+    g = parse_alertmanager(fixture("alertmanager", "oversized_annotations"))
+    content = render_fitted(g, IncidentView("I-1", "firing", "main", mentions=["@a:x"]))
+    assert content_size(content) <= CONTENT_BUDGET
+    assert "truncated" in content["body"]
+    edit = make_edit("$root", render_fitted(g, IncidentView("I-1", "resolved", "main"), budget=28000))
+    assert content_size(edit) <= CONTENT_BUDGET and edit["m.mentions"] == {}
+    assert edit["m.new_content"]["body"].startswith("✅ RESOLVED")
+
+
+@given(st.text(), st.integers(min_value=0, max_value=200))
+def test_truncate_utf8_never_exceeds_and_is_a_prefix(text: str, limit: int) -> None:
+    cut, dropped = truncate_utf8(text, limit)
+    assert len(cut.encode()) <= max(limit, 0) or dropped == 0
+    assert text.startswith(cut)
+    assert len(cut.encode()) + dropped == len(text.encode())
+
+
+# -- commands -------------------------------------------------------------------------------------------------
+
+
+def test_commands() -> None:
+    assert parse_command("!ack") == Command("ack")
+    assert parse_command("> <@bot:x> alert\n\n!assign @bob:example.com") == Command("assign", "@bob:example.com")
+    assert parse_command("!note disk cleaned") == Command("note", "disk cleaned")
+    assert parse_command("hello") is None and parse_command("!unknown") is None
+    with pytest.raises(CommandError):
+        parse_command("!assign bob")
+    assert parse_duration("2h") == 7200 and parse_duration("1d12h30m") == 131400
+    with pytest.raises(CommandError):
+        parse_duration("soon")
+
+
+# -- config, store, state machine, report -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def config_dict(tmp_path: Path) -> dict:
+    reg = yaml.safe_load((REPO_ROOT / "config" / "alerts-registration.yaml").read_text())
+    (tmp_path / "reg.yaml").write_text(yaml.safe_dump(reg))
+    raw = yaml.safe_load((REPO_ROOT / "config" / "alerts.yaml").read_text())
+    raw["registration"] = "reg.yaml"
+    raw["database"] = {"engine": "sqlite", "args": {"database": str(tmp_path / "a.db")}}
+    return raw
+
+
+def test_sample_config_loads_and_errors_name_the_key(config_dict: dict, tmp_path: Path) -> None:
+    cfg = parse_config(config_dict, str(tmp_path))
+    assert cfg.router.route_for("alertmanager", {"team": "storage"}).room == "#alerts-storage:example.com"
+    assert cfg.max_body_bytes == 1048576
+    config_dict["routes"][0]["match"] = ['team=~"("']
+    with pytest.raises(ConfigError, match=r"routes\[0\]\.match"):
+        parse_config(config_dict, str(tmp_path))
+
+
+def test_state_machine_in_store(config_dict: dict, tmp_path: Path) -> None:
+    cfg = parse_config(config_dict, str(tmp_path))
+    db = store.Database("sqlite", {"database": str(tmp_path / "s.db")})
+    db.run_sync(store.prepare)
+    mgr = IncidentManager(cfg, db, client=None, metrics=AlertMetrics())  # type: ignore[arg-type]
+    route = cfg.router.default
+    firing = parse_alertmanager(fixture("alertmanager", "firing"))
+    inc, events = db.run_sync(mgr._store_group, firing, route, 1_000)
+    assert inc.state == "firing" and events == [("opened", None)]
+    again, _ = db.run_sync(mgr._store_group, firing, route, 2_000)
+    assert again.incident_id == inc.incident_id and again.notifications == 2
+    kinds = [r["kind"] for r in db.run_sync(store.pending_outbox)]
+    assert kinds == ["root", "thread", "edit"]  # one top-level message, the repeat goes to thread + edit
+    acked, ev = db.run_sync(mgr._apply_in_txn, inc.incident_id, Command("ack"), "@a:x", "$e1", 61_000, None)
+    assert (acked.state, acked.acknowledged_by, acked.acknowledged_ts, ev) == ("acknowledged", "@a:x", 61_000, "acknowledged")
+    resolved, _ = db.run_sync(mgr._store_group, parse_alertmanager(fixture("alertmanager", "resolved")), route, 121_000)
+    assert resolved.state == "resolved" and resolved.resolved_by == "source"
+    # A resolved notification with nothing open is a no-op; a re-fire opens a new incident.
+    assert db.run_sync(mgr._store_group, parse_alertmanager(fixture("alertmanager", "resolved")), route, 130_000)[0] is None
+    refire, _ = db.run_sync(mgr._store_group, firing, route, 140_000)
+    assert refire.incident_id != inc.incident_id
+    rows = {(r.dimension, r.value): r for r in build_report(db.run_sync(store.list_incidents))}
+    assert rows[("total", "all")].incidents == 2
+    assert rows[("route", "default")].mtta_s == 60.0 and rows[("route", "default")].mttr_s == 120.0
+    assert "route,default,2,1,1,60.0,120.0" in format_csv(list(rows.values()))
+
+    # The report script reads the same database.
+    config_dict["database"]["args"]["database"] = str(tmp_path / "s.db")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config_dict))
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "alerts_report"), "-c", str(tmp_path / "c.yaml"),
+                          "--csv", "--since", "0"], capture_output=True, text=True, check=True).stdout
+    assert "severity,critical,2,1,1,60.0,120.0" in out
+    table = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "alerts_report"), "-c",
+                            str(tmp_path / "c.yaml")], capture_output=True, text=True, check=True).stdout
+    assert "1m00s" in table and "2m00s" in table
+    db.close()
