@@ -10,10 +10,8 @@ notification for a key whose last incident is resolved opens a new incident.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 

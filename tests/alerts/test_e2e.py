@@ -192,3 +192,32 @@ def test_every_fixture_renders(alert_bridge: BridgeProcess, homeserver_under_tes
 
     asyncio.run(scenario())
     assert {i["route"] for i in bridge.incidents(route="dba")} == {"dba"}
+
+
+def test_restart_loses_nothing_and_posts_nothing_twice(
+    alert_bridge: BridgeProcess, homeserver_under_test: HomeserverUnderTest
+) -> None:
+    bridge, hs = alert_bridge, homeserver_under_test
+    body = json.loads((FIXTURES / "alertmanager" / "firing.json").read_text())
+    body["groupKey"] = '{}:{alertname="RestartCheck"}'
+    body["commonAnnotations"]["summary"] = body["alerts"][0]["annotations"]["summary"] = "Restart check alert"
+    raw = json.dumps(body).encode()
+
+    async def scenario() -> None:
+        alice = Human(hs, "alice")
+        await alice.login()
+        try:
+            code, resp = bridge.post("alertmanager", raw)
+            assert code == 200
+            root = (await alice.wait_for(lambda e: is_root_alert(e, "Restart check alert")))["event_id"]
+            bridge.stop()
+            bridge.start()
+            code, resp2 = bridge.post("alertmanager", raw)
+            assert resp2["incident_id"] == resp["incident_id"]
+            await alice.wait_for(lambda e: is_edit_of(e, root, "2 notifications"))
+            await alice.sync()
+            assert len([e for e in alice.events if is_root_alert(e, "Restart check alert")]) == 1
+        finally:
+            await alice.close()
+
+    asyncio.run(scenario())
