@@ -8,6 +8,10 @@ from typing import Any
 # Order matters only where two patterns could match the same path: the first registered wins.
 SERVLET_MODULES: tuple[str, ...] = (
     "versions",
+    "keys",
+    "to_device",
+    "room_keys",
+    "register", "login", "account", "devices", "account_data", "filter", "admin",
 )
 
 

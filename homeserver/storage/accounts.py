@@ -6,6 +6,7 @@ through this store and drops it from the cache.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,27 @@ class AccountStore:
         rows = await self.db.execute("find_user_ci", "SELECT name FROM users WHERE LOWER(name) = LOWER(?)", user_id)
         return [r[0] for r in rows]
 
+    async def is_admin(self, user_id: str) -> bool:
+        """True if ``user_id`` exists and is a server admin."""
+        rows = await self.db.execute("is_admin", "SELECT admin FROM users WHERE name = ?", user_id)
+        return bool(rows and rows[0][0])
+
+    async def get_max_numeric_localpart(self, server_name: str) -> int:
+        """The largest all-digit localpart of a user on ``server_name`` (0 if none), to seed generated IDs."""
+        suffix = ":" + server_name
+
+        def _txn(txn: Txn) -> int:
+            txn.execute("SELECT name FROM users")
+            best = 0
+            for (name,) in txn.fetchall():
+                if name.endswith(suffix):
+                    local = name[1:-len(suffix)]
+                    if local.isdigit() and len(local) < 19:
+                        best = max(best, int(local))
+            return best
+
+        return await self.db.run_interaction("get_max_numeric_localpart", _txn)
+
     async def set_password_hash(self, user_id: str, password_hash: str | None) -> None:
         await self.db.execute("set_password_hash", "UPDATE users SET password_hash = ? WHERE name = ?",
                               password_hash, user_id)
@@ -85,6 +107,11 @@ class AccountStore:
         await self.db.execute("set_deactivated", "UPDATE users SET deactivated = 1, password_hash = NULL "
                               "WHERE name = ?", user_id)
         self._token_cache = {k: v for k, v in self._token_cache.items() if v is None or v.user_id != user_id}
+
+    async def set_initial_displayname(self, user_id: str, displayname: str) -> None:
+        """Set the profile display name written by :meth:`create_user` (admin registration's ``displayname``)."""
+        await self.db.execute("set_initial_displayname", "UPDATE profiles SET displayname = ? WHERE user_id = ?",
+                              displayname, user_id)
 
     # -- devices -----------------------------------------------------------------------------------------------
 
@@ -124,6 +151,16 @@ class AccountStore:
             return None
         d, n, ip, ts = rows[0]
         return {"device_id": d, "display_name": n, "last_seen_ip": ip, "last_seen_ts": ts, "user_id": user_id}
+
+    async def get_device_connections(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
+        """``{device_id: [{"ip", "last_seen" (ms), "user_agent"}]}`` (an empty list for a never-seen device)."""
+        rows = await self.db.execute(
+            "get_device_connections",
+            "SELECT device_id, last_seen_ip, last_seen_ts, last_seen_user_agent FROM devices WHERE user_id = ?",
+            user_id,
+        )
+        return {d: ([{"ip": ip, "last_seen": ts, "user_agent": ua}] if ts is not None else [])
+                for d, ip, ts, ua in rows}
 
     async def update_device_display_name(self, user_id: str, device_id: str, display_name: str | None) -> bool:
         def _txn(txn: Txn) -> bool:
@@ -193,6 +230,11 @@ class AccountStore:
             return None
         return info
 
+    async def delete_access_token_by_id(self, token_id: int) -> None:
+        """Revoke the token with id ``token_id`` (``Requester.access_token_id``)."""
+        await self.db.execute("delete_access_token_by_id", "DELETE FROM access_tokens WHERE id = ?", token_id)
+        self._token_cache = {k: v for k, v in self._token_cache.items() if v is None or v.token_id != token_id}
+
     async def delete_access_token(self, token: str) -> None:
         await self.db.execute("delete_access_token", "DELETE FROM access_tokens WHERE token = ?", token)
         self._token_cache.pop(token, None)
@@ -213,3 +255,67 @@ class AccountStore:
             if v is None or v.user_id != user_id or v.token_id == except_token_id
         }
         return devices
+
+    # -- user-interactive auth sessions -------------------------------------------------------------------------
+    # Spec: Client-Server API, "User-Interactive Authentication API". Sessions live in the database so that a
+    # restart between the 401 and the completing request does not lose them.
+
+    async def create_ui_auth_session(self, session_id: str, uri: str, method: str, clientdict: dict[str, Any],
+                                     user_id: str | None, expire_before_ms: int) -> None:
+        """Store a new session (``completed`` empty) and drop sessions created before ``expire_before_ms``."""
+
+        def _txn(txn: Txn) -> None:
+            txn.execute("DELETE FROM ui_auth_sessions WHERE creation_ts < ?", (expire_before_ms,))
+            txn.execute(
+                "INSERT INTO ui_auth_sessions (session_id, creation_ts, user_id, uri, method, clientdict, serverdict,"
+                " completed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (session_id, now_ms(), user_id, uri, method, json.dumps(clientdict), "{}", "[]"),
+            )
+
+        await self.db.run_interaction("create_ui_auth_session", _txn)
+
+    async def get_ui_auth_session(self, session_id: str) -> dict[str, Any] | None:
+        """``{"session_id", "creation_ts" (ms), "user_id", "uri", "method", "clientdict", "serverdict",
+        "completed" (list of stage types)}`` or None for an unknown session."""
+        rows = await self.db.execute(
+            "get_ui_auth_session",
+            "SELECT session_id, creation_ts, user_id, uri, method, clientdict, serverdict, completed "
+            "FROM ui_auth_sessions WHERE session_id = ?",
+            session_id,
+        )
+        if not rows:
+            return None
+        sid, ts, user_id, uri, method, clientdict, serverdict, completed = rows[0]
+        return {"session_id": sid, "creation_ts": ts, "user_id": user_id, "uri": uri, "method": method,
+                "clientdict": json.loads(clientdict), "serverdict": json.loads(serverdict),
+                "completed": json.loads(completed)}
+
+    async def mark_ui_auth_stage_complete(self, session_id: str, stage: str,
+                                          serverdict_update: dict[str, Any] | None = None) -> list[str]:
+        """Add ``stage`` to the session's completed stages (and merge ``serverdict_update``); returns the
+        completed stages."""
+
+        def _txn(txn: Txn) -> list[str]:
+            txn.execute("SELECT completed, serverdict FROM ui_auth_sessions WHERE session_id = ?", (session_id,))
+            row = txn.fetchone()
+            if row is None:
+                return [stage]
+            completed = json.loads(row[0])
+            serverdict = json.loads(row[1])
+            if stage not in completed:
+                completed.append(stage)
+            serverdict.update(serverdict_update or {})
+            txn.execute("UPDATE ui_auth_sessions SET completed = ?, serverdict = ? WHERE session_id = ?",
+                        (json.dumps(completed), json.dumps(serverdict), session_id))
+            return completed
+
+        return await self.db.run_interaction("mark_ui_auth_stage_complete", _txn)
+
+    async def update_ui_auth_clientdict(self, session_id: str, clientdict: dict[str, Any]) -> None:
+        await self.db.execute("update_ui_auth_clientdict",
+                              "UPDATE ui_auth_sessions SET clientdict = ? WHERE session_id = ?",
+                              json.dumps(clientdict), session_id)
+
+    async def delete_ui_auth_session(self, session_id: str) -> None:
+        await self.db.execute("delete_ui_auth_session", "DELETE FROM ui_auth_sessions WHERE session_id = ?",
+                              session_id)

@@ -1,0 +1,62 @@
+"""Stored sync filters (``POST /user/{userId}/filter``). Spec: Client-Server API, "Filtering".
+
+Filter IDs are small integers per user, given to clients as strings. Uploading a filter identical to one the user
+stored before returns the old ID: clients upload their filter on every start.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from homeserver.storage.database import Database, Txn
+
+
+def _canonical(filter_json: dict[str, Any]) -> str:
+    return json.dumps(filter_json, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+class FilterStore:
+    """SQL for ``user_filters``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add_filter(self, user_id: str, filter_json: dict[str, Any]) -> int:
+        """Store ``filter_json`` (already validated) for ``user_id``; returns its ID (int >= 0)."""
+        encoded = _canonical(filter_json)
+
+        def _txn(txn: Txn) -> int:
+            txn.execute("SELECT filter_id FROM user_filters WHERE user_id = ? AND filter_json = ?",
+                        (user_id, encoded))
+            row = txn.fetchone()
+            if row is not None:
+                return int(row[0])
+            txn.execute("SELECT COALESCE(MAX(filter_id), -1) FROM user_filters WHERE user_id = ?", (user_id,))
+            filter_id = int(txn.fetchone()[0]) + 1
+            txn.execute("INSERT INTO user_filters (user_id, filter_id, filter_json) VALUES (?, ?, ?)",
+                        (user_id, filter_id, encoded))
+            return filter_id
+
+        for attempt in range(5):
+            try:
+                return await self.db.run_interaction("add_filter", _txn)
+            except Exception as e:  # noqa: BLE001 - a concurrent upload took the same ID: try the next one
+                if type(e).__name__ not in ("IntegrityError", "UniqueViolation") or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def get_filter(self, user_id: str, filter_id: str | int) -> dict[str, Any] | None:
+        """The filter JSON the user stored under ``filter_id`` (as given by the client: a decimal string), or
+        None if there is no such filter or the ID is not a number."""
+        try:
+            fid = int(filter_id)
+        except (TypeError, ValueError):
+            return None
+        if isinstance(filter_id, str) and not filter_id.isdigit():
+            return None
+        if not 0 <= fid < 2**62:
+            return None
+        rows = await self.db.execute(
+            "get_filter", "SELECT filter_json FROM user_filters WHERE user_id = ? AND filter_id = ?", user_id, fid)
+        return json.loads(rows[0][0]) if rows else None
