@@ -10,7 +10,32 @@ from typing import Any
 
 def build_components(hs: Any) -> None:
     """Create ``hs.<area>_store`` and ``hs.<area>_handler`` attributes. Order matters: later ones use earlier."""
-    # accounts: registration, login, UIA, devices, account data, filters
+    # -- core: events, rooms, profiles -----------------------------------------------------------------------
+    from homeserver.handlers.events import EventCreationHandler
+    from homeserver.handlers.membership import RoomMemberHandler
+    from homeserver.handlers.pagination import PaginationHandler
+    from homeserver.handlers.rooms import DirectoryHandler, RoomCreationHandler
+    from homeserver.handlers.serialize import EventSerializer
+    from homeserver.handlers.sync import SyncHandler
+    from homeserver.handlers.typing import TypingHandler
+    from homeserver.handlers.visibility import VisibilityHandler
+    from homeserver.storage.events import EventStore
+    from homeserver.storage.profiles import ProfileStore
+    from homeserver.storage.rooms import RoomStore
+
+    hs.event_store = EventStore(hs.db, hs.stream_positions)
+    hs.room_store = RoomStore(hs.db, hs.event_store)
+    hs.profile_store = ProfileStore(hs.db)
+    hs.event_serializer = EventSerializer(hs)
+    hs.visibility_handler = VisibilityHandler(hs)
+    hs.event_creation_handler = EventCreationHandler(hs)
+    hs.room_member_handler = RoomMemberHandler(hs)
+    hs.room_creation_handler = RoomCreationHandler(hs)
+    hs.directory_handler = DirectoryHandler(hs)
+    hs.pagination_handler = PaginationHandler(hs)
+    hs.typing_handler = TypingHandler(hs)
+
+    # -- accounts: UIA, registration, devices, account data, filters -----------------------------------------
     from homeserver.handlers.auth import AuthHandler
     from homeserver.handlers.devices import DeviceHandler
     from homeserver.handlers.registration import RegistrationHandler
@@ -22,7 +47,8 @@ def build_components(hs: Any) -> None:
     hs.auth_handler = AuthHandler(hs)
     hs.device_handler = DeviceHandler(hs)
     hs.registration_handler = RegistrationHandler(hs)
-    # E2E keys, device lists, to-device messages and key backups (issue 4)
+
+    # -- E2E keys, to-device, key backup ---------------------------------------------------------------------
     from homeserver.handlers.e2e_keys import E2EKeysHandler
     from homeserver.handlers.key_backup import KeyBackupHandler
     from homeserver.handlers.to_device import ToDeviceHandler
@@ -30,3 +56,6 @@ def build_components(hs: Any) -> None:
     hs.e2e_keys_handler = E2EKeysHandler(hs)
     hs.to_device_handler = ToDeviceHandler(hs)
     hs.key_backup_handler = KeyBackupHandler(hs)
+
+    # -- sync (last: it reads every area) -------------------------------------------------------------------
+    hs.sync_handler = SyncHandler(hs)

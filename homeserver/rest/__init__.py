@@ -8,6 +8,9 @@ from typing import Any
 # Order matters only where two patterns could match the same path: the first registered wins.
 SERVLET_MODULES: tuple[str, ...] = (
     "versions",
+    "rooms",
+    "directory",
+    "sync",
     "keys",
     "to_device",
     "room_keys",

@@ -1,0 +1,346 @@
+"""Rooms: creation, sending, state, membership, history, redaction, typing, timestamp lookup.
+
+Spec: Client-Server API "Rooms" (``createRoom``), "Room membership", "Events" (``send``, ``state``,
+``messages``, ``context``, ``event``), "Redactions", "Typing Notifications", ``timestamp_to_event`` (v1.6).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from homeserver.http.errors import (
+    BadJsonError,
+
+    ForbiddenError,
+    InvalidParamError,
+    MatrixError,
+    MissingParamError,
+    NotFoundError,
+)
+from homeserver.http.server import (
+    CLIENT_PREFIX,
+    CLIENT_V1_PREFIX,
+
+    parse_integer,
+    parse_json_object,
+    parse_string,
+)
+from homeserver.streams import StreamToken
+
+MEMBERSHIPS = ("invite", "join", "leave", "ban", "knock")
+
+
+def _check_room_id(room_id: str) -> None:
+    if not room_id.startswith("!") or len(room_id.encode()) > 255:
+        raise InvalidParamError("Invalid room ID")
+
+
+def _check_user_id(user_id: Any, name: str = "user_id") -> str:
+    if not isinstance(user_id, str):
+        raise (MissingParamError if user_id is None else BadJsonError)(f"'{name}' must be a user ID")
+    if not user_id.startswith("@") or ":" not in user_id or len(user_id.encode()) > 255:
+        raise InvalidParamError(f"'{name}' is not a valid user ID")
+    return user_id
+
+
+def parse_event_filter(request: Any, name: str = "filter") -> Any:
+    """A RoomEventFilter from a JSON query parameter, or None."""
+    raw = parse_string(request, name)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise InvalidParamError(f"'{name}' is not valid JSON") from e
+    if not isinstance(value, dict):
+        raise InvalidParamError(f"'{name}' must be a JSON object")
+    return RoomEventFilter(value)
+
+
+class RoomEventFilter:
+    """A ``RoomEventFilter`` (``/messages``, ``/context``): timeline filtering plus ``lazy_load_members``."""
+
+    event_format = "client"
+    event_fields = None
+
+    def __init__(self, definition: dict[str, Any]) -> None:
+        from homeserver.handlers.filtering import EventFilter, validate_filter
+
+        validate_filter({"room": {"timeline": definition}})
+        self._filter = EventFilter(definition)
+        self.lazy_load_members = bool(definition.get("lazy_load_members", False))
+
+    def filter_room_timeline(self, events: list[Any]) -> list[Any]:
+        return [e for e in events if self._filter.check(e)]
+
+
+def register_servlets(hs: Any, router: Any) -> None:
+    auth = hs.auth
+    rooms = hs.room_store
+    events = hs.event_creation_handler
+    members = hs.room_member_handler
+    serializer = hs.event_serializer
+    visibility = hs.visibility_handler
+
+    async def create_room(request: Any) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        body = parse_json_object(request, allow_empty_body=True)
+        room_id, alias = await hs.room_creation_handler.create_room(requester, body)
+        result: dict[str, Any] = {"room_id": room_id}
+        if alias:
+            result["room_alias"] = alias
+        return 200, result
+
+    async def send_message(request: Any, room_id: str, event_type: str, txn_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        content = parse_json_object(request)
+        if event_type == "m.room.redaction":
+            redacts = content.get("redacts")
+            if not isinstance(redacts, str):
+                raise BadJsonError("m.room.redaction needs 'redacts'")
+            event = await events.create_and_send_event(requester, room_id, event_type, content, txn_id=txn_id,
+                                                       redacts=redacts)
+        else:
+            event = await events.create_and_send_event(requester, room_id, event_type, content, txn_id=txn_id)
+        return 200, {"event_id": event.event_id}
+
+    async def redact(request: Any, room_id: str, event_id: str, txn_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        body = parse_json_object(request, allow_empty_body=True)
+        content: dict[str, Any] = {}
+        if "reason" in body:
+            if not isinstance(body["reason"], str):
+                raise BadJsonError("'reason' must be a string")
+            content["reason"] = body["reason"]
+        event = await events.create_and_send_event(requester, room_id, "m.room.redaction", content,
+                                                   txn_id=txn_id, redacts=event_id)
+        return 200, {"event_id": event.event_id}
+
+    async def get_state(request: Any, room_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        membership = await visibility.check_user_can_see_room(requester.user_id, room_id)
+        if membership in ("leave", "ban"):
+            pos = await visibility.visible_up_to(requester.user_id, room_id)
+            state = await rooms.get_state_at(room_id, pos or 0)
+        else:
+            state = await rooms.get_current_state(room_id)
+        return 200, await serializer.serialize(list(state.values()), requester, bundle_relations=False)
+
+    async def get_state_event(request: Any, room_id: str, event_type: str, state_key: str = "") -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        membership = await visibility.check_user_can_see_room(requester.user_id, room_id)
+        if membership in ("leave", "ban"):
+            pos = await visibility.visible_up_to(requester.user_id, room_id)
+            state = await rooms.get_state_at(room_id, pos or 0)
+            event = state.get((event_type, state_key))
+        else:
+            event = await rooms.get_current_state_event(room_id, event_type, state_key)
+        if event is None:
+            raise NotFoundError("Event not found")
+        if parse_string(request, "format") == "event":
+            return 200, await serializer.serialize_one(event, requester, bundle_relations=False)
+        return 200, event.content
+
+    async def put_state_event(request: Any, room_id: str, event_type: str, state_key: str = "") -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        content = parse_json_object(request)
+        if event_type == "m.room.member":
+            membership = content.get("membership")
+            if membership not in MEMBERSHIPS:
+                raise BadJsonError("m.room.member needs a valid 'membership'")
+            event = await members.send_membership(requester, room_id, state_key, membership,
+                                                  {k: v for k, v in content.items() if k != "membership"})
+            return 200, {"event_id": event.event_id}
+        if event_type == "m.room.canonical_alias":
+            await _check_canonical_alias(room_id, content)
+        current = await rooms.get_current_state_event(room_id, event_type, state_key)
+        if current is not None and current.sender == requester.user_id and current.content == content:
+            return 200, {"event_id": current.event_id}
+        event = await events.create_and_send_event(requester, room_id, event_type, content, state_key=state_key)
+        return 200, {"event_id": event.event_id}
+
+    async def _check_canonical_alias(room_id: str, content: dict[str, Any]) -> None:
+        aliases = []
+        if "alias" in content:
+            if not isinstance(content["alias"], str):
+                raise BadJsonError("'alias' must be a string")
+            aliases.append(content["alias"])
+        alt = content.get("alt_aliases", [])
+        if not isinstance(alt, list) or not all(isinstance(a, str) for a in alt):
+            raise BadJsonError("'alt_aliases' must be a list of strings")
+        aliases.extend(alt)
+        for alias in aliases:
+            found = await rooms.get_alias(alias)
+            if found is None or found[0] != room_id:
+                raise MatrixError(400, f"{alias} does not point to this room", "M_BAD_ALIAS")
+
+    async def get_members(request: Any, room_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        membership = await visibility.check_user_can_see_room(requester.user_id, room_id)
+        at = parse_string(request, "at")
+        want = parse_string(request, "membership", allowed=MEMBERSHIPS)
+        exclude = parse_string(request, "not_membership", allowed=MEMBERSHIPS)
+        if at is not None:
+            pos = StreamToken.parse(at, "at").events
+            if membership in ("leave", "ban"):
+                pos = min(pos, await visibility.visible_up_to(requester.user_id, room_id) or 0)
+            state = await rooms.get_state_at(room_id, pos)
+        elif membership in ("leave", "ban"):
+            state = await rooms.get_state_at(room_id, await visibility.visible_up_to(requester.user_id, room_id)
+                                             or 0)
+        else:
+            state = await rooms.get_current_state(room_id)
+        chosen = [e for (t, _), e in sorted(state.items()) if t == "m.room.member"
+                  and (want is None or e.membership == want) and (exclude is None or e.membership != exclude)]
+        return 200, {"chunk": await serializer.serialize(chosen, requester, bundle_relations=False)}
+
+    async def joined_members(request: Any, room_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        if await rooms.get_membership(room_id, requester.user_id) != "join":
+            membership = await visibility.check_user_can_see_room(requester.user_id, room_id)
+            if membership is not None:
+                raise ForbiddenError("You are not joined to this room")
+        joined = await rooms.get_users_in_room(room_id)
+        state = await rooms.get_current_state(room_id, [("m.room.member", u) for u in joined])
+        out = {}
+        for (_, user_id), event in state.items():
+            out[user_id] = {"display_name": event.content.get("displayname"),
+                            "avatar_url": event.content.get("avatar_url")}
+        return 200, {"joined": out}
+
+    async def join(request: Any, room_id_or_alias: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        body = parse_json_object(request, allow_empty_body=True)
+        if room_id_or_alias.startswith("#"):
+            room_id = await hs.directory_handler.resolve_alias(room_id_or_alias)
+        elif room_id_or_alias.startswith("!"):
+            room_id = room_id_or_alias
+        else:
+            raise InvalidParamError(f"{room_id_or_alias} is not a room ID or alias")
+        reason = body.get("reason")
+        await members.update_membership(requester, requester.user_id, room_id, "join", reason=reason)
+        return 200, {"room_id": room_id}
+
+    def membership_servlet(action: str) -> Any:
+        async def handler(request: Any, room_id: str) -> tuple[int, Any]:
+            requester = await auth.get_user_by_req(request)
+            _check_room_id(room_id)
+            body = parse_json_object(request, allow_empty_body=True)
+            reason = body.get("reason")
+            if action == "join":
+                await members.update_membership(requester, requester.user_id, room_id, "join", reason=reason)
+                return 200, {"room_id": room_id}
+            if action == "leave":
+                await members.update_membership(requester, requester.user_id, room_id, "leave", reason=reason)
+                return 200, {}
+            if action == "forget":
+                await members.forget(requester, room_id)
+                return 200, {}
+            target = _check_user_id(body.get("user_id"))
+            extra = None
+            if action == "invite" and body.get("is_direct") is True:
+                extra = {"is_direct": True}
+            await members.update_membership(requester, target, room_id, action, reason=reason, extra_content=extra)
+            return 200, {}
+
+        handler.__qualname__ = f"room_{action}"
+        return handler
+
+    async def joined_rooms(request: Any) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        return 200, {"joined_rooms": sorted(await rooms.get_rooms_for_user(requester.user_id))}
+
+    async def messages(request: Any, room_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        direction = parse_string(request, "dir", default="b", allowed=("b", "f"))
+        raw_from = parse_string(request, "from")
+        raw_to = parse_string(request, "to")
+        limit = parse_integer(request, "limit", default=10, minimum=0, maximum=1000)
+        from_token = StreamToken.parse(raw_from, "from") if raw_from else None
+        to_token = StreamToken.parse(raw_to, "to") if raw_to else None
+        event_filter = parse_event_filter(request)
+        body = await hs.pagination_handler.get_messages(requester, room_id, from_token, to_token, direction or "b",
+                                                        limit or 0, event_filter)
+        return 200, body
+
+    async def context(request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        limit = parse_integer(request, "limit", default=10, minimum=0, maximum=1000)
+        event_filter = parse_event_filter(request)
+        return 200, await hs.pagination_handler.get_context(requester, room_id, event_id, limit or 0, event_filter)
+
+    async def get_event(request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        event = await hs.event_store.get_event(event_id)
+        if event is None or event.room_id != room_id:
+            raise NotFoundError("Event not found")
+        await visibility.check_user_can_see_room(requester.user_id, room_id)
+        if not await visibility.filter_events_for_user(requester.user_id, [event]):
+            raise NotFoundError("Event not found")
+        return 200, await serializer.serialize_one(event, requester)
+
+    async def typing(request: Any, room_id: str, user_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        if user_id != requester.user_id:
+            raise ForbiddenError("You cannot set another user's typing state")
+        body = parse_json_object(request)
+        is_typing = body.get("typing")
+        if not isinstance(is_typing, bool):
+            raise (MissingParamError if is_typing is None else BadJsonError)("'typing' must be a boolean")
+        timeout = body.get("timeout", 30000)
+        if is_typing and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
+            raise BadJsonError("'timeout' must be a non-negative integer (ms)")
+        if await rooms.get_membership(room_id, user_id) != "join":
+            raise ForbiddenError("You are not in this room")
+        hs.typing_handler.set_typing(room_id, user_id, is_typing, timeout if is_typing else 0)
+        return 200, {}
+
+    async def timestamp_to_event(request: Any, room_id: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        _check_room_id(room_id)
+        ts = parse_integer(request, "ts", required=True, minimum=0)
+        direction = parse_string(request, "dir", required=True, allowed=("f", "b"))
+        await visibility.check_user_can_see_room(requester.user_id, room_id)
+        event_id = await hs.event_store.get_stream_ordering_for_ts(room_id, ts, direction)
+        if event_id is None:
+            raise NotFoundError(f"No event found from {ts} in the {direction} direction")
+        event = await hs.event_store.get_event(event_id)
+        assert event is not None
+        return 200, {"event_id": event_id, "origin_server_ts": event.origin_server_ts}
+
+    R = CLIENT_PREFIX + r"/rooms/(?P<room_id>[^/]+)"
+    router.register("POST", CLIENT_PREFIX + r"/createRoom", create_room, "createRoom")
+    router.register("PUT", R + r"/send/(?P<event_type>[^/]+)/(?P<txn_id>[^/]+)", send_message, "send")
+    router.register("PUT", R + r"/redact/(?P<event_id>[^/]+)/(?P<txn_id>[^/]+)", redact, "redact")
+    router.register("GET", R + r"/state", get_state, "state")
+    router.register("GET", R + r"/state/(?P<event_type>[^/]+)/?", get_state_event, "state_event")
+    router.register("GET", R + r"/state/(?P<event_type>[^/]+)/(?P<state_key>[^/]+)", get_state_event,
+                    "state_event")
+    router.register("PUT", R + r"/state/(?P<event_type>[^/]+)/?", put_state_event, "state_event")
+    router.register("PUT", R + r"/state/(?P<event_type>[^/]+)/(?P<state_key>[^/]+)", put_state_event,
+                    "state_event")
+    router.register("GET", R + r"/members", get_members, "members")
+    router.register("GET", R + r"/joined_members", joined_members, "joined_members")
+    router.register("POST", CLIENT_PREFIX + r"/join/(?P<room_id_or_alias>[^/]+)", join, "join")
+    for action in ("join", "leave", "forget", "invite", "kick", "ban", "unban"):
+        router.register("POST", R + f"/{action}", membership_servlet(action), f"room_{action}")
+    router.register("GET", CLIENT_PREFIX + r"/joined_rooms", joined_rooms, "joined_rooms")
+    router.register("GET", R + r"/messages", messages, "messages")
+    router.register("GET", R + r"/context/(?P<event_id>[^/]+)", context, "context")
+    router.register("GET", R + r"/event/(?P<event_id>[^/]+)", get_event, "event")
+    router.register("PUT", R + r"/typing/(?P<user_id>[^/]+)", typing, "typing")
+    router.register("GET", CLIENT_V1_PREFIX + r"/rooms/(?P<room_id>[^/]+)/timestamp_to_event", timestamp_to_event,
+                    "timestamp_to_event")
+

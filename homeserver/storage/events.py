@@ -1,0 +1,301 @@
+"""Reading and persisting room events.
+
+Persisting an event is one transaction: the event row, its place in current state, membership tables, redaction,
+relation and transaction-ID rows. Only after it commits does the stream position advance and do the caches of
+:class:`homeserver.storage.rooms.RoomStore` and the notifier learn about it, so a reader never sees a position
+whose data is not durable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from typing import Any, Iterable
+
+from homeserver.events import KNOWN_ROOM_VERSIONS, Event, prune_event
+from homeserver.events.canonical import encode_canonical_json
+from homeserver.storage.database import Database, Txn
+from homeserver.streams import StreamIdGenerator
+
+logger = logging.getLogger(__name__)
+
+EVENT_COLUMNS = "e.stream_ordering, e.event_id, e.room_id, e.json, r.room_version"
+_EVENT_CACHE_SIZE = 50_000
+
+
+def _relation_of(event: Event) -> tuple[str, str, str | None] | None:
+    rel = event.content.get("m.relates_to")
+    if not isinstance(rel, dict):
+        return None
+    rel_type, parent = rel.get("rel_type"), rel.get("event_id")
+    if isinstance(rel_type, str) and isinstance(parent, str):
+        key = rel.get("key") if isinstance(rel.get("key"), str) else None
+        return parent, rel_type, key
+    return None
+
+
+class EventStore:
+    """Events by ID (cached), by stream range, and their persistence.
+
+    Every returned :class:`Event` has ``internal_metadata["stream_ordering"]`` (int) and, for redacted events, is
+    the pruned copy with ``internal_metadata["redacted_because"]`` set to the redaction's event ID.
+    """
+
+    def __init__(self, db: Database, stream_positions: Any) -> None:
+        self.db = db
+        self._cache: OrderedDict[str, Event] = OrderedDict()
+        row = db.run_interaction_sync(
+            "max_stream_ordering",
+            lambda t: t.execute("SELECT COALESCE(MAX(stream_ordering), 0) FROM events").fetchone(),
+        )
+        self.stream_ids = StreamIdGenerator(int(row[0]))
+        stream_positions.register("events", self.stream_ids)
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def _cache_put(self, event: Event) -> None:
+        self._cache[event.event_id] = event
+        if len(self._cache) > _EVENT_CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def invalidate(self, event_id: str) -> None:
+        self._cache.pop(event_id, None)
+
+    async def get_event(self, event_id: str, allow_none: bool = True) -> Event | None:
+        """The event, or None if unknown (``allow_none``); raises NotFoundError otherwise."""
+        events = await self.get_events([event_id])
+        event = events.get(event_id)
+        if event is None and not allow_none:
+            from homeserver.http.errors import NotFoundError
+
+            raise NotFoundError("Event not found")
+        return event
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        """``{event_id: Event}`` for the known ones among ``event_ids``."""
+        result: dict[str, Event] = {}
+        missing = []
+        for event_id in event_ids:
+            event = self._cache.get(event_id)
+            if event is not None:
+                result[event_id] = event
+            else:
+                missing.append(event_id)
+        if missing:
+            fetched = await self.db.run_interaction("get_events", self._fetch_events_txn, missing)
+            for event in fetched:
+                self._cache_put(event)
+                result[event.event_id] = event
+        return result
+
+    async def get_events_as_list(self, event_ids: list[str]) -> list[Event]:
+        """The known events among ``event_ids``, in that order."""
+        by_id = await self.get_events(event_ids)
+        return [by_id[e] for e in event_ids if e in by_id]
+
+    def _fetch_events_txn(self, txn: Txn, event_ids: list[str]) -> list[Event]:
+        out: list[Event] = []
+        for i in range(0, len(event_ids), 500):
+            chunk = event_ids[i:i + 500]
+            clause, params = txn.in_list("e.event_id", chunk)
+            txn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id WHERE {clause}",
+                params,
+            )
+            out.extend(self._rows_to_events(txn, txn.fetchall()))
+        return out
+
+    def _rows_to_events(self, txn: Txn, rows: list[tuple[Any, ...]]) -> list[Event]:
+        events: list[Event] = []
+        for stream_ordering, event_id, _room_id, pdu_json, room_version in rows:
+            pdu = json.loads(pdu_json)
+            unsigned = pdu.pop("unsigned", None)
+            event = Event(pdu, KNOWN_ROOM_VERSIONS[room_version], event_id)
+            event.internal_metadata["stream_ordering"] = stream_ordering
+            if unsigned:
+                event.internal_metadata["unsigned"] = unsigned
+            events.append(event)
+        if not events:
+            return events
+        ids = [e.event_id for e in events]
+        clause, params = txn.in_list("redacts", ids)
+        txn.execute(f"SELECT redacts, event_id FROM redactions WHERE {clause} ORDER BY stream_ordering", params)
+        redacted_by = {r[0]: r[1] for r in txn.fetchall()}
+        clause, params = txn.in_list("event_id", ids)
+        txn.execute(f"SELECT event_id, device_id, txn_id FROM event_txn_ids WHERE {clause}", params)
+        txns = {r[0]: (r[1], r[2]) for r in txn.fetchall()}
+        out = []
+        for event in events:
+            if event.event_id in txns:
+                event.internal_metadata["device_id"], event.internal_metadata["txn_id"] = txns[event.event_id]
+            if event.event_id in redacted_by:
+                event = self._redacted_copy(event, redacted_by[event.event_id])
+            out.append(event)
+        return out
+
+    @staticmethod
+    def _redacted_copy(event: Event, redaction_id: str) -> Event:
+        pruned = prune_event(event)
+        pruned.internal_metadata["redacted_because"] = redaction_id
+        unsigned = dict(pruned.internal_metadata.get("unsigned") or {})
+        unsigned.pop("prev_content", None)
+        pruned.internal_metadata["unsigned"] = unsigned
+        return pruned
+
+    async def get_room_events(self, room_id: str, from_pos: int, to_pos: int, limit: int,
+                              direction: str = "b") -> list[Event]:
+        """Events of ``room_id`` with ``from_pos < stream_ordering <= to_pos``; ``direction`` "b" gives the
+        newest ``limit`` newest-first, "f" the oldest ``limit`` oldest-first."""
+        order = "DESC" if direction == "b" else "ASC"
+
+        def _txn(txn: Txn) -> list[Event]:
+            txn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id "
+                f"WHERE e.room_id = ? AND e.stream_ordering > ? AND e.stream_ordering <= ? "
+                f"ORDER BY e.stream_ordering {order} LIMIT ?",
+                (room_id, from_pos, to_pos, limit),
+            )
+            rows = txn.fetchall()
+            cached = [self._cache.get(r[1]) for r in rows]
+            need = [r for r, c in zip(rows, cached) if c is None]
+            loaded = {e.event_id: e for e in self._rows_to_events(txn, need)}
+            return [c if c is not None else loaded[r[1]] for r, c in zip(rows, cached)]
+
+        events = await self.db.run_interaction("get_room_events", _txn)
+        for e in events:
+            if e.event_id not in self._cache:
+                self._cache_put(e)
+        return events
+
+    async def get_events_in_stream_range(self, from_pos: int, to_pos: int, limit: int) -> list[Event]:
+        """Events of all rooms with ``from_pos < stream_ordering <= to_pos``, oldest first, at most ``limit``."""
+
+        def _txn(txn: Txn) -> list[Event]:
+            txn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id "
+                "WHERE e.stream_ordering > ? AND e.stream_ordering <= ? ORDER BY e.stream_ordering ASC LIMIT ?",
+                (from_pos, to_pos, limit),
+            )
+            return self._rows_to_events(txn, txn.fetchall())
+
+        return await self.db.run_interaction("get_events_in_stream_range", _txn)
+
+    async def get_stream_ordering_for_ts(self, room_id: str, ts: int, direction: str) -> str | None:
+        """The event ID closest to ``ts`` (ms): the first at or after it ("f") or the last at or before it ("b")."""
+        if direction == "f":
+            sql = ("SELECT event_id FROM events WHERE room_id = ? AND origin_server_ts >= ? "
+                   "ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1")
+        else:
+            sql = ("SELECT event_id FROM events WHERE room_id = ? AND origin_server_ts <= ? "
+                   "ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1")
+        rows = await self.db.execute("timestamp_to_event", sql, room_id, ts)
+        return rows[0][0] if rows else None
+
+    async def get_txn_event_id(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+        rows = await self.db.execute(
+            "get_txn_event_id",
+            "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+            user_id, device_id, txn_id,
+        )
+        return rows[0][0] if rows else None
+
+    async def get_relations(self, event_id: str, rel_type: str | None = None, from_pos: int | None = None,
+                            to_pos: int | None = None, limit: int = 50, direction: str = "b") -> list[str]:
+        """Event IDs relating to ``event_id`` (optionally of ``rel_type``) in stream order."""
+        sql = "SELECT event_id FROM event_relations WHERE relates_to_id = ?"
+        params: list[Any] = [event_id]
+        if rel_type is not None:
+            sql += " AND relation_type = ?"
+            params.append(rel_type)
+        if direction == "b":
+            if from_pos is not None:
+                sql += " AND stream_ordering <= ?"
+                params.append(from_pos)
+            if to_pos is not None:
+                sql += " AND stream_ordering > ?"
+                params.append(to_pos)
+            sql += " ORDER BY stream_ordering DESC LIMIT ?"
+        else:
+            if from_pos is not None:
+                sql += " AND stream_ordering > ?"
+                params.append(from_pos)
+            if to_pos is not None:
+                sql += " AND stream_ordering <= ?"
+                params.append(to_pos)
+            sql += " ORDER BY stream_ordering ASC LIMIT ?"
+        params.append(limit)
+        rows = await self.db.execute("get_relations", sql, *params)
+        return [r[0] for r in rows]
+
+    # -- persisting --------------------------------------------------------------------------------------------
+
+    def persist_event_txn(self, txn: Txn, event: Event, stream_ordering: int, *, is_new_room: bool = False,
+                          room_creator: str | None = None, txn_id: tuple[str, str, str] | None = None,
+                          now_ms: int = 0) -> None:
+        """Write ``event`` and everything that follows from it, inside the caller's transaction.
+
+        ``txn_id`` is ``(user_id, device_id, txn_id)`` for ``PUT .../send/{txnId}`` idempotency.
+        """
+        pdu = event.get_pdu_json()
+        unsigned = event.internal_metadata.get("unsigned")
+        if unsigned:
+            pdu["unsigned"] = unsigned
+        if is_new_room:
+            txn.execute(
+                "INSERT INTO rooms (room_id, creator, room_version, is_public, creation_ts) VALUES (?, ?, ?, 0, ?)",
+                (event.room_id, room_creator or event.sender, event.room_version.identifier, now_ms),
+            )
+        txn.execute(
+            "INSERT INTO events (stream_ordering, depth, event_id, room_id, type, state_key, sender, "
+            "origin_server_ts, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (stream_ordering, event.depth, event.event_id, event.room_id, event.type, event.state_key,
+             event.sender, event.origin_server_ts, encode_canonical_json(pdu).decode("utf-8")),
+        )
+        if event.is_state():
+            membership = event.membership if event.type == "m.room.member" else None
+            txn.execute(
+                "DELETE FROM current_state_events WHERE room_id = ? AND type = ? AND state_key = ?",
+                (event.room_id, event.type, event.state_key),
+            )
+            txn.execute(
+                "INSERT INTO current_state_events (room_id, type, state_key, event_id, stream_ordering, membership)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (event.room_id, event.type, event.state_key, event.event_id, stream_ordering, membership),
+            )
+            if event.type == "m.room.member" and isinstance(membership, str):
+                txn.execute(
+                    "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, stream_ordering)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (event.event_id, event.state_key, event.sender, event.room_id, membership, stream_ordering),
+                )
+                txn.execute("DELETE FROM local_current_membership WHERE user_id = ? AND room_id = ?",
+                            (event.state_key, event.room_id))
+                txn.execute(
+                    "INSERT INTO local_current_membership (user_id, room_id, event_id, membership, "
+                    "stream_ordering, forgotten) VALUES (?, ?, ?, ?, ?, 0)",
+                    (event.state_key, event.room_id, event.event_id, membership, stream_ordering),
+                )
+        if event.type == "m.room.redaction" and event.redacts:
+            txn.execute("INSERT INTO redactions (event_id, redacts, stream_ordering) VALUES (?, ?, ?)",
+                        (event.event_id, event.redacts, stream_ordering))
+        relation = _relation_of(event)
+        if relation is not None:
+            txn.execute(
+                "INSERT INTO event_relations (event_id, relates_to_id, relation_type, aggregation_key, room_id, "
+                "stream_ordering) VALUES (?, ?, ?, ?, ?, ?)",
+                (event.event_id, relation[0], relation[1], relation[2], event.room_id, stream_ordering),
+            )
+        if txn_id is not None:
+            txn.execute(
+                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, inserted_ts) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (txn_id[0], txn_id[1], txn_id[2], event.room_id, event.event_id, now_ms),
+            )
+
+    def after_persist(self, event: Event, stream_ordering: int) -> None:
+        """Cache the new event; drop the cached copy of an event it redacts."""
+        event.internal_metadata["stream_ordering"] = stream_ordering
+        self._cache_put(event)
+        if event.type == "m.room.redaction" and event.redacts:
+            self.invalidate(event.redacts)

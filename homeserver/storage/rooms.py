@@ -1,0 +1,355 @@
+"""Rooms, their current state and memberships, with in-memory caches kept in step by the event persister.
+
+The caches (current state map, joined members, each user's rooms, each room's latest event) are filled lazily
+from the database and updated by :meth:`RoomStore.on_event_persisted`, which runs on the reactor thread right
+after an event's transaction commits and while the room's send lock is held. Nothing else writes these tables,
+so the caches cannot go stale within the process.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any, Iterable
+
+from homeserver.events import KNOWN_ROOM_VERSIONS, Event, RoomVersion
+from homeserver.storage.database import Database, Txn
+
+StateKey = tuple[str, str]
+
+
+class _RoomCache:
+    __slots__ = ("state", "joined", "invited", "latest_event_id", "latest_depth", "room_version")
+
+    def __init__(self, room_version: RoomVersion, state: dict[StateKey, str], latest: tuple[str, int] | None,
+                 joined: set[str], invited: set[str]) -> None:
+        self.room_version = room_version
+        self.state = state
+        self.joined = joined
+        self.invited = invited
+        self.latest_event_id = latest[0] if latest else None
+        self.latest_depth = latest[1] if latest else 0
+
+
+class RoomStore:
+    """Room metadata, current state, memberships and aliases."""
+
+    def __init__(self, db: Database, event_store: Any) -> None:
+        self.db = db
+        self.event_store = event_store
+        self._rooms: dict[str, _RoomCache] = {}
+        self._user_rooms: dict[str, frozenset[str]] = {}
+        # room_id -> last stream_ordering of an event in the room (every room, loaded at start).
+        rows = db.run_interaction_sync(
+            "room_last_stream",
+            lambda t: t.execute("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id").fetchall(),
+        )
+        self._room_last_stream: dict[str, int] = {r[0]: int(r[1]) for r in rows}
+
+    # -- cache loading -----------------------------------------------------------------------------------------
+
+    async def _room(self, room_id: str) -> _RoomCache | None:
+        cached = self._rooms.get(room_id)
+        if cached is not None:
+            return cached
+
+        def _txn(txn: Txn) -> _RoomCache | None:
+            txn.execute("SELECT room_version FROM rooms WHERE room_id = ?", (room_id,))
+            row = txn.fetchone()
+            if row is None:
+                return None
+            txn.execute("SELECT type, state_key, event_id, membership FROM current_state_events WHERE room_id = ?",
+                        (room_id,))
+            state: dict[StateKey, str] = {}
+            joined: set[str] = set()
+            invited: set[str] = set()
+            for etype, skey, event_id, membership in txn.fetchall():
+                state[(etype, skey)] = event_id
+                if etype == "m.room.member":
+                    if membership == "join":
+                        joined.add(skey)
+                    elif membership == "invite":
+                        invited.add(skey)
+            txn.execute("SELECT event_id, depth FROM events WHERE room_id = ? ORDER BY stream_ordering DESC LIMIT 1",
+                        (room_id,))
+            latest = txn.fetchone()
+            return _RoomCache(KNOWN_ROOM_VERSIONS[row[0]], state, (latest[0], int(latest[1])) if latest else None,
+                              joined, invited)
+
+        loaded = await self.db.run_interaction("load_room", _txn)
+        if loaded is not None and room_id not in self._rooms:
+            self._rooms[room_id] = loaded
+        return self._rooms.get(room_id, loaded)
+
+    def new_room(self, room_id: str, room_version: RoomVersion) -> None:
+        """Start the cache of a room being created (before its create event is persisted)."""
+        self._rooms[room_id] = _RoomCache(room_version, {}, None, set(), set())
+
+    def forget_new_room(self, room_id: str) -> None:
+        """Drop the cache of a room whose creation failed before anything was persisted."""
+        self._rooms.pop(room_id, None)
+
+    def on_event_persisted(self, event: Event, stream_ordering: int) -> None:
+        """Update caches after ``event`` committed at ``stream_ordering``."""
+        room = self._rooms.get(event.room_id)
+        self._room_last_stream[event.room_id] = stream_ordering
+        if room is not None:
+            room.latest_event_id = event.event_id
+            room.latest_depth = event.depth
+            if event.is_state():
+                room.state[(event.type, event.state_key)] = event.event_id  # type: ignore[index]
+        if event.type == "m.room.member" and event.state_key is not None:
+            user_id, membership = event.state_key, event.membership
+            if room is not None:
+                room.joined.discard(user_id)
+                room.invited.discard(user_id)
+                if membership == "join":
+                    room.joined.add(user_id)
+                elif membership == "invite":
+                    room.invited.add(user_id)
+            rooms = self._user_rooms.get(user_id)
+            if rooms is not None:
+                if membership == "join":
+                    self._user_rooms[user_id] = rooms | {event.room_id}
+                else:
+                    self._user_rooms[user_id] = rooms - {event.room_id}
+
+    # -- rooms -------------------------------------------------------------------------------------------------
+
+    async def room_exists(self, room_id: str) -> bool:
+        return await self._room(room_id) is not None
+
+    async def get_room_version(self, room_id: str) -> RoomVersion | None:
+        room = await self._room(room_id)
+        return room.room_version if room else None
+
+    async def get_latest_event(self, room_id: str) -> tuple[str | None, int]:
+        """``(event_id, depth)`` of the room's newest event (``(None, 0)`` for a room being created)."""
+        room = await self._room(room_id)
+        if room is None:
+            return None, 0
+        return room.latest_event_id, room.latest_depth
+
+    def get_room_last_stream(self, room_id: str) -> int:
+        """Stream position of the room's newest event (0 if none)."""
+        return self._room_last_stream.get(room_id, 0)
+
+    async def set_room_is_public(self, room_id: str, is_public: bool) -> None:
+        await self.db.execute("set_room_is_public", "UPDATE rooms SET is_public = ? WHERE room_id = ?",
+                              1 if is_public else 0, room_id)
+
+    async def get_room_is_public(self, room_id: str) -> bool | None:
+        rows = await self.db.execute("get_room_is_public", "SELECT is_public FROM rooms WHERE room_id = ?", room_id)
+        return bool(rows[0][0]) if rows else None
+
+    async def get_public_room_ids(self) -> list[str]:
+        rows = await self.db.execute("get_public_rooms", "SELECT room_id FROM rooms WHERE is_public = 1")
+        return [r[0] for r in rows]
+
+    # -- current state -----------------------------------------------------------------------------------------
+
+    async def get_current_state_ids(self, room_id: str) -> dict[StateKey, str]:
+        """``{(type, state_key): event_id}`` of the room's current state (a copy); empty for unknown rooms."""
+        room = await self._room(room_id)
+        return dict(room.state) if room else {}
+
+    async def get_current_state(self, room_id: str, types: Iterable[StateKey] | None = None) -> dict[StateKey, Event]:
+        """Current state events, all or only ``types``."""
+        room = await self._room(room_id)
+        if room is None:
+            return {}
+        if types is None:
+            wanted = dict(room.state)
+        else:
+            wanted = {k: room.state[k] for k in types if k in room.state}
+        events = await self.event_store.get_events(wanted.values())
+        return {k: events[v] for k, v in wanted.items() if v in events}
+
+    async def get_current_state_event(self, room_id: str, etype: str, state_key: str) -> Event | None:
+        room = await self._room(room_id)
+        if room is None:
+            return None
+        event_id = room.state.get((etype, state_key))
+        if event_id is None:
+            return None
+        return await self.event_store.get_event(event_id)
+
+    async def get_state_ids_at(self, room_id: str, stream_ordering: int) -> dict[StateKey, str]:
+        """State of the room after the event at ``stream_ordering`` (the room's history is linear, so this is the
+        latest state event per key at or before that position)."""
+        room = await self._room(room_id)
+        if room is None:
+            return {}
+        if stream_ordering >= self._room_last_stream.get(room_id, 0):
+            return dict(room.state)
+
+        def _txn(txn: Txn) -> dict[StateKey, str]:
+            txn.execute(
+                "SELECT DISTINCT type, state_key FROM events WHERE room_id = ? AND state_key IS NOT NULL "
+                "AND stream_ordering > ?",
+                (room_id, stream_ordering),
+            )
+            changed = txn.fetchall()
+            result = dict(room.state)
+            for etype, skey in changed:
+                txn.execute(
+                    "SELECT event_id FROM events WHERE room_id = ? AND type = ? AND state_key = ? "
+                    "AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
+                    (room_id, etype, skey, stream_ordering),
+                )
+                row = txn.fetchone()
+                if row is None:
+                    result.pop((etype, skey), None)
+                else:
+                    result[(etype, skey)] = row[0]
+            return result
+
+        return await self.db.run_interaction("get_state_ids_at", _txn)
+
+    async def get_state_at(self, room_id: str, stream_ordering: int) -> dict[StateKey, Event]:
+        ids = await self.get_state_ids_at(room_id, stream_ordering)
+        events = await self.event_store.get_events(ids.values())
+        return {k: events[v] for k, v in ids.items() if v in events}
+
+    # -- memberships -------------------------------------------------------------------------------------------
+
+    async def get_users_in_room(self, room_id: str) -> frozenset[str]:
+        """Joined members."""
+        room = await self._room(room_id)
+        return frozenset(room.joined) if room else frozenset()
+
+    async def get_invited_users(self, room_id: str) -> frozenset[str]:
+        room = await self._room(room_id)
+        return frozenset(room.invited) if room else frozenset()
+
+    async def get_member_ids(self, room_id: str) -> dict[str, str]:
+        """``{user_id: member_event_id}`` of every member event in current state."""
+        room = await self._room(room_id)
+        if room is None:
+            return {}
+        return {skey: eid for (etype, skey), eid in room.state.items() if etype == "m.room.member"}
+
+    async def get_rooms_for_user(self, user_id: str) -> frozenset[str]:
+        """Rooms ``user_id`` is joined to."""
+        rooms = self._user_rooms.get(user_id)
+        if rooms is None:
+            rows = await self.db.execute(
+                "get_rooms_for_user",
+                "SELECT room_id FROM local_current_membership WHERE user_id = ? AND membership = 'join'",
+                user_id,
+            )
+            rooms = frozenset(r[0] for r in rows)
+            if user_id not in self._user_rooms:
+                self._user_rooms[user_id] = rooms
+            rooms = self._user_rooms[user_id]
+        return rooms
+
+    async def get_users_who_share_room_with(self, user_id: str) -> set[str]:
+        """Users joined to any room ``user_id`` is joined to (including ``user_id``)."""
+        users = {user_id}
+        for room_id in await self.get_rooms_for_user(user_id):
+            users.update(await self.get_users_in_room(room_id))
+        return users
+
+    async def get_membership(self, room_id: str, user_id: str) -> str | None:
+        room = await self._room(room_id)
+        if room is None:
+            return None
+        if user_id in room.joined:
+            return "join"
+        if user_id in room.invited:
+            return "invite"
+        event_id = room.state.get(("m.room.member", user_id))
+        if event_id is None:
+            return None
+        event = await self.event_store.get_event(event_id)
+        return event.membership if event else None
+
+    async def get_rooms_with_membership(self, user_id: str,
+                                        memberships: Iterable[str]) -> list[tuple[str, str, str, int]]:
+        """``[(room_id, membership, event_id, stream_ordering)]`` for the user's current memberships in
+        ``memberships``, not forgotten."""
+        wanted = list(memberships)
+
+        def _txn(txn: Txn) -> list[tuple[str, str, str, int]]:
+            clause, params = txn.in_list("membership", wanted)
+            txn.execute(
+                "SELECT room_id, membership, event_id, stream_ordering FROM local_current_membership "
+                f"WHERE user_id = ? AND forgotten = 0 AND {clause}",
+                [user_id, *params],
+            )
+            return [(r[0], r[1], r[2], int(r[3])) for r in txn.fetchall()]
+
+        return await self.db.run_interaction("get_rooms_with_membership", _txn)
+
+    async def get_membership_changes(self, user_id: str, from_pos: int, to_pos: int) -> list[tuple[str, str, int]]:
+        """``[(room_id, membership, stream_ordering)]`` of the user's membership events in ``(from_pos, to_pos]``,
+        oldest first."""
+        rows = await self.db.execute(
+            "get_membership_changes",
+            "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = ? "
+            "AND stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering",
+            user_id, from_pos, to_pos,
+        )
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    async def get_membership_history(self, room_id: str, user_id: str) -> list[tuple[int, str]]:
+        """``[(stream_ordering, membership)]`` of every membership event of the user in the room, oldest first."""
+        rows = await self.db.execute(
+            "get_membership_history",
+            "SELECT stream_ordering, membership FROM room_memberships WHERE room_id = ? AND user_id = ? "
+            "ORDER BY stream_ordering",
+            room_id, user_id,
+        )
+        return [(int(r[0]), r[1]) for r in rows]
+
+    async def get_state_history(self, room_id: str, etype: str, state_key: str = "") -> list[tuple[int, str]]:
+        """``[(stream_ordering, event_id)]`` of every state event of one key, oldest first."""
+        rows = await self.db.execute(
+            "get_state_history",
+            "SELECT stream_ordering, event_id FROM events WHERE room_id = ? AND type = ? AND state_key = ? "
+            "ORDER BY stream_ordering",
+            room_id, etype, state_key,
+        )
+        return [(int(r[0]), r[1]) for r in rows]
+
+    async def forget_room(self, user_id: str, room_id: str) -> None:
+        await self.db.execute("forget_room",
+                              "UPDATE local_current_membership SET forgotten = 1 WHERE user_id = ? AND room_id = ?",
+                              user_id, room_id)
+
+    # -- aliases -----------------------------------------------------------------------------------------------
+
+    async def create_alias(self, alias: str, room_id: str, creator: str) -> bool:
+        """Returns False if the alias exists already."""
+
+        def _txn(txn: Txn) -> bool:
+            txn.execute("SELECT 1 FROM room_aliases WHERE room_alias = ?", (alias,))
+            if txn.fetchone():
+                return False
+            txn.execute("INSERT INTO room_aliases (room_alias, room_id, creator) VALUES (?, ?, ?)",
+                        (alias, room_id, creator))
+            return True
+
+        return await self.db.run_interaction("create_alias", _txn)
+
+    async def get_alias(self, alias: str) -> tuple[str, str] | None:
+        """``(room_id, creator)`` or None."""
+        rows = await self.db.execute("get_alias", "SELECT room_id, creator FROM room_aliases WHERE room_alias = ?",
+                                     alias)
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def delete_alias(self, alias: str) -> None:
+        await self.db.execute("delete_alias", "DELETE FROM room_aliases WHERE room_alias = ?", alias)
+
+    async def get_aliases_for_room(self, room_id: str) -> list[str]:
+        rows = await self.db.execute("get_aliases_for_room",
+                                     "SELECT room_alias FROM room_aliases WHERE room_id = ? ORDER BY room_alias",
+                                     room_id)
+        return [r[0] for r in rows]
+
+
+def membership_at(history: list[tuple[int, str]], stream_ordering: int) -> str | None:
+    """The membership in force just before the event at ``stream_ordering``, from a sorted history."""
+    positions = [h[0] for h in history]
+    i = bisect.bisect_left(positions, stream_ordering)
+    return history[i - 1][1] if i > 0 else None
