@@ -1,0 +1,62 @@
+"""The ``device_lists`` stream: which users' devices, device keys or cross-signing keys changed, and when.
+
+Spec: Client-Server API, "Tracking the device list for a user" (``device_lists`` in ``/sync``, ``GET /keys/changes``).
+Rows are never deleted, so the stream's maximum survives restarts and tokens clients hold stay meaningful.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.storage.database import Database, Txn
+from homeserver.streams import StreamIdGenerator
+
+# Bounds the membership rows read for one sync / keys/changes range (a client back after a long absence).
+MAX_MEMBERSHIP_ROWS = 20000
+
+
+class DeviceListStore:
+    """SQL for ``device_lists_stream`` plus the read of ``room_memberships`` the device-list rules need.
+
+    ``generator`` is the stream's :class:`StreamIdGenerator`, registered as ``"device_lists"``.
+    """
+
+    def __init__(self, db: Database, stream_positions: Any) -> None:
+        self.db = db
+        row = db.run_interaction_sync("device_lists_max", lambda t: t.execute(
+            "SELECT COALESCE(MAX(stream_id), 0) FROM device_lists_stream").fetchone())
+        self.generator = StreamIdGenerator(int(row[0]) if row else 0)
+        stream_positions.register("device_lists", self.generator)
+
+    @staticmethod
+    def record_change_txn(txn: Txn, user_id: str, device_id: str | None, stream_id: int) -> None:
+        """Write the change row inside the caller's transaction (so a change and its cause commit together)."""
+        txn.execute("INSERT INTO device_lists_stream (stream_id, user_id, device_id) VALUES (?, ?, ?)",
+                    (stream_id, user_id, device_id))
+
+    async def record_change(self, user_id: str, device_id: str | None, stream_id: int) -> None:
+        await self.db.run_interaction("record_device_list_change", self.record_change_txn, user_id, device_id,
+                                      stream_id)
+
+    async def get_users_changed_between(self, from_id: int, to_id: int) -> set[str]:
+        """Users with a change at a position in ``(from_id, to_id]``."""
+        if to_id <= from_id:
+            return set()
+        rows = await self.db.execute(
+            "device_lists_changed",
+            "SELECT DISTINCT user_id FROM device_lists_stream WHERE stream_id > ? AND stream_id <= ?",
+            from_id, to_id)
+        return {r[0] for r in rows}
+
+    async def get_membership_changes_between(self, from_ordering: int,
+                                             to_ordering: int) -> list[tuple[str, str, str]]:
+        """``[(room_id, user_id, membership)]`` of membership events with stream ordering in
+        ``(from_ordering, to_ordering]``, oldest first (at most :data:`MAX_MEMBERSHIP_ROWS`, the newest ones)."""
+        if to_ordering <= from_ordering:
+            return []
+        rows = await self.db.execute(
+            "device_lists_memberships",
+            "SELECT room_id, user_id, membership, stream_ordering FROM room_memberships"
+            " WHERE stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?",
+            from_ordering, to_ordering, MAX_MEMBERSHIP_ROWS)
+        return [(r[0], r[1], r[2]) for r in reversed(rows)]

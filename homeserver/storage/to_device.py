@@ -1,0 +1,90 @@
+"""The ``to_device`` stream: pending send-to-device messages per target device.
+
+Spec: Client-Server API, "Send-to-Device messaging". A message stays in ``device_inbox`` until the device syncs
+with a ``since`` token at or past its position (proof that the response carrying it arrived).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from canonicaljson import encode_canonical_json
+
+from homeserver.storage.database import Database, Txn
+from homeserver.streams import StreamIdGenerator
+
+
+class ToDeviceStore:
+    """SQL for ``device_inbox`` and ``to_device_txns``. ``generator`` is registered as ``"to_device"``."""
+
+    def __init__(self, db: Database, stream_positions: Any) -> None:
+        self.db = db
+
+        def _max(txn: Txn) -> int:
+            # Inbox rows are deleted once acknowledged; the txn rows keep the high-water mark across restarts.
+            txn.execute("SELECT COALESCE(MAX(stream_id), 0) FROM device_inbox")
+            a = int(txn.fetchone()[0])
+            txn.execute("SELECT COALESCE(MAX(stream_id), 0) FROM to_device_txns")
+            return max(a, int(txn.fetchone()[0]))
+
+        self.generator = StreamIdGenerator(db.run_interaction_sync("to_device_max", _max))
+        stream_positions.register("to_device", self.generator)
+
+    async def add_messages(self, sender: str, sender_device_id: str | None, txn_id: str, event_type: str,
+                           messages: dict[str, dict[str, Any]], stream_id: int) -> set[str] | None:
+        """Queue ``messages`` (``{user_id: {device_id or "*": content}}``, local users only) at ``stream_id``.
+
+        ``*`` expands to every device the user has now; unknown devices are skipped. Returns the users that got
+        a message, or None if this (sender, device, txn_id) was sent before (nothing is written then).
+        """
+
+        def _txn(txn: Txn) -> set[str] | None:
+            txn.execute(
+                "INSERT INTO to_device_txns (user_id, device_id, txn_id, event_type, stream_id, inserted_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (sender, sender_device_id or "", txn_id, event_type, stream_id, int(time.time() * 1000)))
+            if txn.rowcount == 0:
+                return None
+            rows: dict[tuple[str, str], str] = {}
+            for user_id, by_device in messages.items():
+                txn.execute("SELECT device_id FROM devices WHERE user_id = ?", (user_id,))
+                known = {r[0] for r in txn.fetchall()}
+                # "*" first so an explicit entry for the same device wins.
+                ordered = sorted(by_device.items(), key=lambda kv: kv[0] != "*")
+                for device_id, content in ordered:
+                    body = encode_canonical_json(
+                        {"type": event_type, "sender": sender, "content": content}).decode("utf-8")
+                    targets = known if device_id == "*" else ({device_id} & known)
+                    for target in targets:
+                        rows[(user_id, target)] = body
+            txn.executemany(
+                "INSERT INTO device_inbox (user_id, device_id, stream_id, message_json) VALUES (?, ?, ?, ?)",
+                [(u, d, stream_id, body) for (u, d), body in rows.items()])
+            return {u for u, _ in rows}
+
+        return await self.db.run_interaction("add_to_device_messages", _txn)
+
+    async def take_messages(self, user_id: str, device_id: str, acknowledged: int,
+                            upto: int) -> list[dict[str, Any]]:
+        """Delete the device's messages at positions ``<= acknowledged`` and return those in
+        ``(acknowledged, upto]`` in stream order (``{"type", "sender", "content"}`` each)."""
+
+        def _txn(txn: Txn) -> list[dict[str, Any]]:
+            if acknowledged > 0:
+                txn.execute("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id <= ?",
+                            (user_id, device_id, acknowledged))
+            txn.execute(
+                "SELECT message_json FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id > ?"
+                " AND stream_id <= ? ORDER BY stream_id",
+                (user_id, device_id, acknowledged, upto))
+            return [json.loads(r[0]) for r in txn.fetchall()]
+
+        return await self.db.run_interaction("take_to_device_messages", _txn)
+
+    @staticmethod
+    def delete_devices_txn(txn: Txn, user_id: str, device_ids: list[str]) -> None:
+        """Drop the pending messages of deleted devices (inside the caller's transaction)."""
+        clause, params = txn.in_list("device_id", device_ids)
+        txn.execute(f"DELETE FROM device_inbox WHERE user_id = ? AND {clause}", [user_id, *params])
