@@ -169,3 +169,67 @@ def test_deleted_device_keys_are_removed(api: Api) -> None:
     with_password_uia(a, "DELETE", f"devices/{q(a2.device_id)}", {})
     assert set(query(b, a.user_id)["device_keys"][a.user_id]) == {a.device_id}
     assert claim(b, a.user_id, a2.device_id) == {}
+
+
+def _changed(sync: dict) -> list[str]:
+    return sync.get("device_lists", {}).get("changed", [])
+
+
+def _left(sync: dict) -> list[str]:
+    return sync.get("device_lists", {}).get("left", [])
+
+
+def test_sync_reports_key_counts_and_fallback_types(api: Api) -> None:
+    a, b = register(api), register(api)
+    s = a.sync()
+    assert s["device_one_time_keys_count"] == {SCS: 0}
+    assert s["device_unused_fallback_key_types"] == []
+    upload(a, DeviceKeys(a.user_id, a.device_id), otks=2, fallback=True)
+    s = a.sync(s["next_batch"])
+    assert s["device_one_time_keys_count"] == {SCS: 2}
+    assert s["device_unused_fallback_key_types"] == [SCS]
+    for _ in range(3):
+        claim(b, a.user_id, a.device_id)
+    s = a.sync(s["next_batch"])
+    assert s["device_one_time_keys_count"] == {SCS: 0}
+    assert s["device_unused_fallback_key_types"] == []
+
+
+def test_device_list_changes_reach_room_members_only(api: Api) -> None:
+    a, b, c = register(api), register(api), register(api)
+    room = a.create_room(invite=[b.user_id])
+    b.join(room)
+    since_b, since_c = b.sync()["next_batch"], c.sync()["next_batch"]
+    assert "device_lists" not in b.sync() or _changed(b.sync()) == []  # nothing on an initial sync
+    a2 = login(a, "new phone")
+    upload(a2)
+    s = b.sync(since_b, timeout=5000)
+    assert a.user_id in _changed(s)
+    assert a.user_id not in _changed(c.sync(since_c))
+    changes = b.ok("GET", "keys/changes", params={"from": since_b, "to": s["next_batch"]})
+    assert a.user_id in changes["changed"]
+    assert a.user_id not in b.ok("GET", "keys/changes", params={"from": s["next_batch"], "to": s["next_batch"]})[
+        "changed"]
+    # a deleted device is a change too, and its keys are gone
+    with_password_uia(a, "DELETE", f"devices/{q(a2.device_id)}", {})
+    s2 = b.sync(s["next_batch"], timeout=5000)
+    assert a.user_id in _changed(s2)
+    assert a2.device_id not in query(b, a.user_id)["device_keys"][a.user_id]
+    r = b.req("GET", "keys/changes", params={"from": "garbage", "to": s["next_batch"]})
+    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
+
+
+def test_joining_and_leaving_rooms_changes_device_lists(api: Api) -> None:
+    a, b = register(api), register(api)
+    room = a.create_room(invite=[b.user_id])
+    since_a, since_b = a.sync()["next_batch"], b.sync()["next_batch"]
+    b.join(room)
+    # B starts sharing a room with A: each sees the other as changed (their clients fetch the keys)
+    assert b.user_id in _changed(a.sync(since_a))
+    s_b = b.sync(since_b)
+    assert a.user_id in _changed(s_b)
+    since_a = a.sync()["next_batch"]
+    b.ok("POST", f"rooms/{q(room)}/leave", {})
+    s_a = a.sync(since_a)
+    assert b.user_id in _left(s_a) and b.user_id not in _changed(s_a)
+    assert a.user_id in _left(b.sync(s_b["next_batch"]))
