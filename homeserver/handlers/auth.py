@@ -183,7 +183,7 @@ class AuthHandler:
             session_id = secrets.token_urlsafe(18)
             now = int(self.hs.clock.seconds() * 1000)
             await self.store.create_ui_auth_session(session_id, uri, method, client_part, requester_user_id,
-                                                    now - UI_AUTH_SESSION_LIFETIME_MS)
+                                                    now, now - UI_AUTH_SESSION_LIFETIME_MS)
             session = {"completed": [], "clientdict": client_part, "user_id": requester_user_id,
                        "serverdict": {}}
         else:

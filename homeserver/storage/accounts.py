@@ -261,15 +261,16 @@ class AccountStore:
     # restart between the 401 and the completing request does not lose them.
 
     async def create_ui_auth_session(self, session_id: str, uri: str, method: str, clientdict: dict[str, Any],
-                                     user_id: str | None, expire_before_ms: int) -> None:
-        """Store a new session (``completed`` empty) and drop sessions created before ``expire_before_ms``."""
+                                     user_id: str | None, creation_ts: int, expire_before_ms: int) -> None:
+        """Store a new session (``completed`` empty) created at ``creation_ts`` (ms) and drop sessions created
+        before ``expire_before_ms``."""
 
         def _txn(txn: Txn) -> None:
             txn.execute("DELETE FROM ui_auth_sessions WHERE creation_ts < ?", (expire_before_ms,))
             txn.execute(
                 "INSERT INTO ui_auth_sessions (session_id, creation_ts, user_id, uri, method, clientdict, serverdict,"
                 " completed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, now_ms(), user_id, uri, method, json.dumps(clientdict), "{}", "[]"),
+                (session_id, creation_ts, user_id, uri, method, json.dumps(clientdict), "{}", "[]"),
             )
 
         await self.db.run_interaction("create_ui_auth_session", _txn)
