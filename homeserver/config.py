@@ -365,6 +365,16 @@ def generate_config_yaml(
         "max_upload_size": "50M",
         "default_room_version": DEFAULT_ROOM_VERSION,
         "app_service_config_files": [],
+        # Rate limits sized for a team server where bots and alert bridges post bursts; lower them for an
+        # internet-facing server (Synapse's defaults are per_second 0.2, burst_count 10 for messages).
+        "rc_message": {"per_second": 50, "burst_count": 500},
+        "rc_registration": {"per_second": 20, "burst_count": 300},
+        "rc_login": {
+            "address": {"per_second": 20, "burst_count": 300},
+            "account": {"per_second": 20, "burst_count": 300},
+            "failed_attempts": {"per_second": 1, "burst_count": 20},
+        },
+        "rc_joins": {"local": {"per_second": 20, "burst_count": 300}},
         "log_level": "INFO",
     }
     header = (

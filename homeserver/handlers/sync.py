@@ -165,10 +165,7 @@ class SyncHandler:
         return response
 
     async def _get_ignored(self, user_id: str) -> Any:
-        getter = getattr(self.hs.account_data_store, "get_global_account_data_by_type", None)
-        if getter is None:
-            return None
-        return await getter(user_id, "m.ignored_user_list")
+        return await self.hs.account_data_store.get_account_data(user_id, "", "m.ignored_user_list")
 
     # -- rooms -------------------------------------------------------------------------------------------------
 

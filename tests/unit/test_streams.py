@@ -1,0 +1,87 @@
+"""Sync tokens, stream position allocation and the notifier's no-lost-wakeup rule."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet import defer, task
+
+from homeserver.http.errors import InvalidParamError
+from homeserver.notifier import Notifier
+from homeserver.streams import STREAM_NAMES, StreamIdGenerator, StreamToken
+
+positions = st.integers(min_value=0, max_value=2**53 - 1)
+
+
+@given(st.lists(positions, min_size=len(STREAM_NAMES), max_size=len(STREAM_NAMES)))
+def test_token_round_trip(values: list[int]) -> None:
+    token = StreamToken(*values)
+    assert StreamToken.parse(token.to_string()) == token
+
+
+def test_short_token_reads_missing_positions_as_zero() -> None:
+    assert StreamToken.parse("s5_2") == StreamToken(events=5, receipts=2)
+
+
+@pytest.mark.parametrize("bad", ["", "5_2", "s", "s1_x", "s-1", "s" + "_".join(["1"] * 20), "t1", "s1__2"])
+def test_bad_tokens_are_m_invalid_param(bad: str) -> None:
+    with pytest.raises(InvalidParamError):
+        StreamToken.parse(bad)
+
+
+def test_token_comparison_is_per_stream() -> None:
+    a = StreamToken(events=5, typing=1)
+    b = StreamToken(events=4, typing=2)
+    assert a.is_after(b) and b.is_after(a)
+    assert a.max(b) == StreamToken(events=5, typing=2)
+    assert not a.is_after(a)
+
+
+@given(st.permutations(list(range(1, 11))))
+def test_generator_current_never_passes_an_unfinished_position(order: list[int]) -> None:
+    gen = StreamIdGenerator(0)
+    allocated = [gen.allocate() for _ in range(10)]
+    assert allocated == list(range(1, 11))
+    done: set[int] = set()
+    for pos in order:
+        gen.mark_done(pos)
+        done.add(pos)
+        current = gen.current()
+        assert all(p in done for p in range(1, current + 1))
+        assert current + 1 not in done or current == 10
+    assert gen.current() == 10
+
+
+def test_notifier_returns_at_once_for_changes_after_the_token() -> None:
+    clock = task.Clock()
+    notifier = Notifier(clock)
+    notifier.notify("events", 3, rooms=["!r:x"])
+    d = defer.ensureDeferred(notifier.wait_for_change("@a:x", ["!r:x"], StreamToken(events=2), 30_000))
+    assert d.called and d.result is True
+
+
+def test_notifier_wakes_waiter_and_times_out() -> None:
+    clock = task.Clock()
+    notifier = Notifier(clock)
+    since = StreamToken(events=3)
+    d = defer.ensureDeferred(notifier.wait_for_change("@a:x", ["!r:x"], since, 30_000))
+    assert not d.called
+    notifier.notify("events", 4, rooms=["!other:x"])
+    assert not d.called
+    notifier.notify("typing", 1, rooms=["!r:x"])
+    assert d.called and d.result is True
+    d2 = defer.ensureDeferred(notifier.wait_for_change("@b:x", [], StreamToken(events=4), 5_000))
+    clock.advance(4.9)
+    assert not d2.called
+    clock.advance(0.2)
+    assert d2.called and d2.result is False
+    assert notifier._waiters == {}
+
+
+def test_cancelled_waiter_is_unregistered() -> None:
+    clock = task.Clock()
+    notifier = Notifier(clock)
+    d = defer.ensureDeferred(notifier.wait_for_change("@a:x", ["!r:x"], StreamToken(), 30_000))
+    d.cancel()
+    d.addErrback(lambda f: f.trap(defer.CancelledError))
+    assert notifier._waiters == {}
+    assert not clock.getDelayedCalls()
