@@ -57,7 +57,9 @@ def signed_by(obj: JsonDict, user_id: str, key_id: str, public_key_b64: str) -> 
     try:
         verify_key = decode_verify_key_bytes(key_id, decode_base64(public_key_b64))
         verify_signed_json(obj, user_id, verify_key)
-    except (SignatureVerifyException, ValueError, TypeError, Exception):  # noqa: BLE001 - any malformation
+    except SignatureVerifyException:
+        return False
+    except Exception:  # noqa: BLE001 - malformed base64, key ID or JSON: the signature cannot be valid
         return False
     return True
 
