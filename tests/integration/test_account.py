@@ -82,3 +82,16 @@ def test_deactivate(api: Api) -> None:
     localpart = u.user_id[1:].split(":")[0]
     r = api.request("GET", CS + "/register/available", params={"username": localpart})
     assert (r.status, r.errcode()) == (400, "M_USER_IN_USE")
+
+
+def test_deactivation_leaves_joined_rooms(api: Api) -> None:
+    from tests.support.client import q
+
+    owner, leaver = register(api), register(api)
+    room_id = owner.create_room()
+    owner.invite(room_id, leaver.user_id)
+    leaver.join(room_id)
+    r = leaver.req("POST", "account/deactivate", {"auth": _pw_auth(leaver)})
+    assert r.status == 200, r.json
+    member = owner.ok("GET", f"rooms/{q(room_id)}/state/m.room.member/{q(leaver.user_id)}")
+    assert member["membership"] == "leave"
