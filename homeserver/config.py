@@ -112,7 +112,7 @@ _KNOWN_KEYS: set[str] = {
     "rc_registration", "rc_joins", "max_upload_size", "max_request_body_size", "media_store_path",
     "app_service_config_files", "default_room_version", "log_level", "access_log", "pid_file", "report_stats",
     "user_directory", "room_list_publication_rules", "presence", "form_secret", "macaroon_secret_key",
-    "suppress_key_server_warning", "trusted_key_servers", "data_dir", "experimental",
+    "suppress_key_server_warning", "trusted_key_servers", "data_dir", "experimental", "bcrypt_rounds",
 }
 
 
@@ -144,6 +144,7 @@ class HomeserverConfig:
     user_directory_search_all_users: bool = False
     presence_enabled: bool = True
     form_secret: str | None = None
+    bcrypt_rounds: int = 12
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -172,6 +173,13 @@ def _parse_nested_ratelimit(
     if unknown:
         raise ConfigError(f"{key}: unknown key(s) {sorted(unknown)}; expected {', '.join(subkeys)}")
     return {sub: RateLimit.parse(value.get(sub), f"{key}.{sub}", default) for sub in subkeys}
+
+
+def _bcrypt_rounds(value: Any) -> int:
+    _expect(value, int, "bcrypt_rounds")
+    if not 4 <= value <= 31:
+        raise ConfigError(f"bcrypt_rounds: must be between 4 and 31, got {value}")
+    return value
 
 
 def _bool(raw: dict[str, Any], key: str, default: bool) -> bool:
@@ -306,6 +314,7 @@ def parse_config(raw: Any, config_dir: str) -> HomeserverConfig:
                                                      "user_directory.search_all_users")),
         presence_enabled=bool(_expect(presence.get("enabled", True), bool, "presence.enabled")),
         form_secret=_opt_str(raw, "form_secret"),
+        bcrypt_rounds=_bcrypt_rounds(raw.get("bcrypt_rounds", 12)),
         raw=raw,
     )
     if cfg.enable_registration and not cfg.enable_registration_without_verification:

@@ -70,4 +70,10 @@ class Auth:
             raise UnknownTokenError("User account has been deactivated")
         requester = Requester(info.user_id, info.device_id, info.token_id)
         request.requester = requester
+        device_handler = getattr(self.hs, "device_handler", None)
+        if device_handler is not None and info.device_id is not None:
+            user_agent = request.getHeader(b"User-Agent")
+            device_handler.note_seen(requester, request.get_client_ip(),
+                                     user_agent.decode("utf-8", "replace") if isinstance(user_agent, bytes)
+                                     else user_agent)
         return requester

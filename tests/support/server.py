@@ -108,6 +108,7 @@ class HomeserverProcess:
                          "failed_attempts": {"per_second": 1000, "burst_count": 10000}},
             "rc_joins": {"local": {"per_second": 1000, "burst_count": 10000}},
             "log_level": "INFO",
+            "bcrypt_rounds": 4,
         }
         cfg.update(self.extra_config)
         self.config_path = os.path.join(self.data_dir, "homeserver.yaml")
