@@ -48,6 +48,10 @@ CORS_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"Access-Control-Expose-Headers", b"Synapse-Trace-Id, Server"),
 )
 
+# After answering 413, up to this many more bytes are read and dropped so that clients which send the whole body
+# before reading the reply still see the error; a longer body gets its connection closed.
+DISCARD_AFTER_REJECT = 64 * 1024 * 1024
+
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -79,20 +83,30 @@ class MatrixRequest(server.Request):
             path = self.channel._path if hasattr(self.channel, "_path") else b""
             self._body_limit = site.max_body_for(path)
         if length is not None and self._body_limit is not None and length > self._body_limit:
-            self._reject_too_large()
+            self._reject_too_large(length)
             return
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
-        if self._aborted:
-            return
         self._body_received += len(data)
+        if self._aborted:
+            # Already answered 413: drop the rest unread-into-memory so the client can read our answer, but do
+            # not keep a connection that streams without end.
+            if self._body_received > self._body_limit + DISCARD_AFTER_REJECT:
+                self.channel.transport.loseConnection()
+            return
         if self._body_limit is not None and self._body_received > self._body_limit:
             self._reject_too_large()
             return
         super().handleContentChunk(data)
 
-    def _reject_too_large(self) -> None:
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 - Twisted API
+        if self._aborted:
+            self.channel.transport.loseConnection()
+            return
+        super().requestReceived(command, path, version)
+
+    def _reject_too_large(self, declared_length: int | None = None) -> None:
         self._aborted = True
         body = encode_json(TooLargeError(f"Request body is over the limit of {self._body_limit} bytes").error_dict())
         head = [b"HTTP/1.1 413 Request Entity Too Large", b"Content-Type: application/json",
@@ -100,9 +114,10 @@ class MatrixRequest(server.Request):
         head += [k + b": " + v for k, v in CORS_HEADERS]
         transport = self.channel.transport
         transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        requests_total.labels(self.method.decode("ascii", "replace") if self.method else "?",
-                              "body_too_large", "413").inc()
-        transport.loseConnection()
+        requests_total.labels("?", "body_too_large", "413").inc()
+        limit = self._body_limit or 0
+        if declared_length is not None and declared_length > limit + DISCARD_AFTER_REJECT:
+            transport.loseConnection()
 
     def get_client_ip(self) -> str:
         return self.getClientAddress().host if hasattr(self.getClientAddress(), "host") else "-"
