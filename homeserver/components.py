@@ -57,5 +57,20 @@ def build_components(hs: Any) -> None:
     hs.to_device_handler = ToDeviceHandler(hs)
     hs.key_backup_handler = KeyBackupHandler(hs)
 
+    # -- relations, threads, search, reports (issue 8) -------------------------------------------------------
+    from homeserver.handlers.relations import AnnotationDedupeHook, RelationsHandler
+    from homeserver.handlers.search import SearchHandler, SearchIndexHook
+    from homeserver.storage.relations import RelationsStore
+    from homeserver.storage.reports import ReportStore
+    from homeserver.storage.search import SearchStore
+
+    hs.relations_store = RelationsStore(hs.db)
+    hs.search_store = SearchStore(hs.db)
+    hs.report_store = ReportStore(hs.db)
+    hs.relations_handler = RelationsHandler(hs)
+    hs.search_handler = SearchHandler(hs)
+    hs.event_creation_handler.add_persist_hook(AnnotationDedupeHook(hs.relations_store))
+    hs.event_creation_handler.add_persist_hook(SearchIndexHook(hs.search_store))
+
     # -- sync (last: it reads every area) -------------------------------------------------------------------
     hs.sync_handler = SyncHandler(hs)
