@@ -72,5 +72,22 @@ def build_components(hs: Any) -> None:
     hs.event_creation_handler.add_persist_hook(AnnotationDedupeHook(hs.relations_store))
     hs.event_creation_handler.add_persist_hook(SearchIndexHook(hs.search_store))
 
+    # -- media, profiles, presence, user directory (issue 8) ----------------------------------------------------
+    from homeserver.handlers.media import MediaHandler
+    from homeserver.handlers.presence import PresenceHandler
+    from homeserver.handlers.profile import ProfileHandler
+    from homeserver.handlers.user_directory import UserDirectoryHandler
+    from homeserver.storage.media import MediaStore
+    from homeserver.storage.presence import PresenceStore
+    from homeserver.storage.user_directory import UserDirectoryStore
+
+    hs.media_store = MediaStore(hs.db)
+    hs.presence_store = PresenceStore(hs.db, hs.stream_positions)
+    hs.user_directory_store = UserDirectoryStore(hs.db)
+    hs.media_handler = MediaHandler(hs)
+    hs.profile_handler = ProfileHandler(hs)
+    hs.presence_handler = PresenceHandler(hs)
+    hs.user_directory_handler = UserDirectoryHandler(hs)
+
     # -- sync (last: it reads every area) -------------------------------------------------------------------
     hs.sync_handler = SyncHandler(hs)

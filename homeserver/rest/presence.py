@@ -1,0 +1,27 @@
+"""Presence endpoints (spec: Client-Server API, "Presence"): ``GET|PUT /presence/{userId}/status``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeserver.http.errors import MissingParamError
+from homeserver.http.server import CLIENT_PREFIX, PARAM, parse_json_object
+
+
+def register_servlets(hs: Any, router: Any) -> None:
+    handler = hs.presence_handler
+
+    async def get_status(request: Any, user_id: str) -> tuple[int, Any]:
+        await hs.auth.get_user_by_req(request)
+        return 200, await handler.get_state(user_id)
+
+    async def put_status(request: Any, user_id: str) -> tuple[int, Any]:
+        requester = await hs.auth.get_user_by_req(request)
+        body = parse_json_object(request)
+        if "presence" not in body:
+            raise MissingParamError("Missing key 'presence'")
+        await handler.set_state(requester, user_id, body["presence"], body.get("status_msg"))
+        return 200, {}
+
+    router.register("GET", CLIENT_PREFIX + rf"/presence/(?P<user_id>{PARAM})/status", get_status, "presence")
+    router.register("PUT", CLIENT_PREFIX + rf"/presence/(?P<user_id>{PARAM})/status", put_status, "presence")
