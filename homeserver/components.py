@@ -89,5 +89,18 @@ def build_components(hs: Any) -> None:
     hs.presence_handler = PresenceHandler(hs)
     hs.user_directory_handler = UserDirectoryHandler(hs)
 
+    # -- receipts, push rules, unread counts, pushers (issue 3) -----------------------------------------------
+    from homeserver.handlers.push import PushHandler
+    from homeserver.handlers.pushers import PusherHandler
+    from homeserver.handlers.receipts import ReceiptsHandler
+    from homeserver.storage.push import PushStore
+    from homeserver.storage.receipts import ReceiptsStore
+
+    hs.push_store = PushStore(hs.db)
+    hs.receipts_store = ReceiptsStore(hs.db, hs.stream_positions)
+    hs.pusher_handler = PusherHandler(hs)
+    hs.push_handler = PushHandler(hs)
+    hs.receipts_handler = ReceiptsHandler(hs)
+
     # -- sync (last: it reads every area) -------------------------------------------------------------------
     hs.sync_handler = SyncHandler(hs)

@@ -15,6 +15,7 @@ SERVLET_MODULES: tuple[str, ...] = (
     "to_device",
     "room_keys",
     "register", "login", "account", "devices", "account_data", "filter", "admin",
+    "receipts", "read_markers", "push_rules", "pushers", "notifications",
     "media", "profile", "presence", "user_directory",
     "relations", "search", "report",
 )

@@ -1,0 +1,436 @@
+"""Push rules API, push evaluation of every new event, unread counts and ``/notifications``.
+
+Spec: Client-Server API, "Push Notifications" (push rules and their API, ``/notifications``, "Receiving
+notifications": ``unread_notifications`` / ``unread_thread_notifications`` in /sync).
+
+Evaluation is a persist hook of the event path: :meth:`PushHandler.prepare` runs the rules of every joined member
+(and an invitee) once per event with the precompiled ruleset of each user (cached, replaced when the user edits
+it) and no per-member query; :meth:`PushHandler.persist_txn` writes the notifying actions (and the pushes for
+pushers) in the event's own transaction. Unread counts are the actions after the user's read position (receipts
+and the user's own last message); they are cached per (user, room) and kept exact by counting new actions in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from typing import Any, Iterable
+
+from twisted.internet import defer
+
+from homeserver.events import Event
+from homeserver.http.errors import InvalidParamError, NotFoundError
+from homeserver.push import (
+    PushRuleEvaluator,
+    PushRuleset,
+    actions_to_counts,
+    check_default_rule_exists,
+    check_kind,
+    validate_actions_body,
+    validate_enabled_body,
+    validate_rule,
+)
+from homeserver.push.rules import is_default_rule_id
+from homeserver.storage.push import PushStore, upsert_read_position_txn
+
+logger = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+MAIN_THREAD = "main"
+_RULESET_CACHE_SIZE = 100_000
+_COUNTS_CACHE_SIZE = 200_000
+_DISPLAY_NAME_CACHE_SIZE = 200_000
+_NO_NAME = object()
+
+
+def thread_id_of(event: Event) -> str:
+    """The thread an event belongs to for receipts and counts: the thread root's event ID, or ``"main"``."""
+    rel = event.content.get("m.relates_to")
+    if isinstance(rel, dict) and rel.get("rel_type") == "m.thread" and isinstance(rel.get("event_id"), str):
+        return rel["event_id"]
+    return MAIN_THREAD
+
+
+def _power_level(value: Any, default: int) -> int:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return default
+    return default
+
+
+class _Prepared:
+    """What :meth:`PushHandler.prepare` found for one event."""
+
+    __slots__ = ("thread_id", "actions", "pushes")
+
+    def __init__(self, thread_id: str, actions: list[tuple[str, int, str]],
+                 pushes: list[tuple[str, str, str, str]]) -> None:
+        self.thread_id = thread_id
+        self.actions = actions  # (user_id, highlight 0/1, actions_json)
+        self.pushes = pushes  # (user_id, app_id, pushkey, actions_json)
+
+
+class PushHandler:
+    """Push rules, evaluation, unread counts and notifications. Uses ``hs.push_store``, ``hs.room_store``,
+    ``hs.event_store``, ``hs.account_data_store``; ``hs.pusher_handler`` (if present) for pushers."""
+
+    def __init__(self, hs: Any) -> None:
+        self.hs = hs
+        self.store: PushStore = hs.push_store
+        self.room_store = hs.room_store
+        self.event_store = hs.event_store
+        self._rulesets: OrderedDict[str, PushRuleset] = OrderedDict()
+        self._rule_locks: dict[str, defer.DeferredLock] = {}
+        self._display_names: OrderedDict[str, Any] = OrderedDict()
+        # (user_id, room_id) -> [covered_stream_ordering, {thread_id: [notifications, highlights]}]
+        self._counts: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
+        # Queries in flight per key: new actions are recorded for them so their result can be completed.
+        self._counts_inflight: dict[tuple[str, str], list[list[tuple[int, str, int]]]] = {}
+        self._counts_gen: dict[tuple[str, str], int] = {}
+        hs.event_creation_handler.add_persist_hook(self)
+
+    # -- rulesets ----------------------------------------------------------------------------------------------
+
+    async def get_ruleset(self, user_id: str) -> PushRuleset:
+        """The user's merged ruleset (cached until they change it)."""
+        ruleset = self._rulesets.get(user_id)
+        if ruleset is not None:
+            self._rulesets.move_to_end(user_id)
+            return ruleset
+        rules, overrides = await self.store.get_push_rules(user_id)
+        ruleset = PushRuleset(user_id, rules, overrides)
+        self._remember_ruleset(user_id, ruleset)
+        return ruleset
+
+    def _remember_ruleset(self, user_id: str, ruleset: PushRuleset) -> None:
+        self._rulesets[user_id] = ruleset
+        if len(self._rulesets) > _RULESET_CACHE_SIZE:
+            self._rulesets.popitem(last=False)
+
+    async def get_push_rules_content(self, user_id: str) -> JsonDict:
+        """``{"global": {...}}``: the body of ``GET /pushrules/`` and the ``m.push_rules`` account data content."""
+        return (await self.get_ruleset(user_id)).to_client_json()
+
+    async def add_default_push_rules_to_sync(self, user_id: str, global_account_data: dict[str, JsonDict]) -> None:
+        """For an initial (or full-state) /sync: put the ``m.push_rules`` content into ``global_account_data``
+        (``{type: content}``) when the user never changed a rule, so clients always see their ruleset."""
+        if "m.push_rules" not in global_account_data:
+            global_account_data["m.push_rules"] = await self.get_push_rules_content(user_id)
+
+    async def _edit_rules(self, user_id: str, change: Any) -> None:
+        """Run ``await change()`` (a store write), then rebuild the cached ruleset and write the whole ruleset as
+        ``m.push_rules`` account data. Edits of one user are serialised so the account data ends in step."""
+        lock = self._rule_locks.setdefault(user_id, defer.DeferredLock())
+        await lock.acquire()
+        try:
+            await change()
+            self._rulesets.pop(user_id, None)
+            content = await self.get_push_rules_content(user_id)
+            await self.hs.account_data_store.add_account_data(user_id, "", "m.push_rules", content)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._rule_locks.pop(user_id, None)
+
+    async def get_rule(self, user_id: str, kind: str, rule_id: str) -> JsonDict:
+        """``GET /pushrules/global/{kind}/{ruleId}``. Raises InvalidParamError (400) / NotFoundError (404)."""
+        return (await self.get_ruleset(user_id)).get_rule(kind, rule_id).to_client_json()
+
+    async def put_rule(self, user_id: str, kind: str, rule_id: str, body: Any, before: str | None,
+                       after: str | None) -> None:
+        """``PUT /pushrules/global/{kind}/{ruleId}``: validate (400 on any fault, nothing stored) and store."""
+        rule = validate_rule(kind, rule_id, body)
+        await self._edit_rules(user_id, lambda: self.store.put_push_rule(user_id, rule, before, after))
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        """``DELETE /pushrules/global/{kind}/{ruleId}``: 400 for a server-default rule or unknown kind, 404 for an
+        unknown rule."""
+        check_kind(kind)
+        if is_default_rule_id(rule_id):
+            check_default_rule_exists(kind, rule_id)
+            raise InvalidParamError("Server-default push rules cannot be deleted")
+        await self._edit_rules(user_id, lambda: self.store.delete_push_rule(user_id, kind, rule_id))
+
+    async def get_rule_attribute(self, user_id: str, kind: str, rule_id: str, attr: str) -> JsonDict:
+        """``GET .../enabled`` -> ``{"enabled": bool}``, ``GET .../actions`` -> ``{"actions": [...]}``."""
+        rule = (await self.get_ruleset(user_id)).get_rule(kind, rule_id)
+        return {"enabled": rule.enabled} if attr == "enabled" else {"actions": list(rule.actions)}
+
+    async def set_rule_enabled(self, user_id: str, kind: str, rule_id: str, body: Any) -> None:
+        """``PUT .../enabled``. 400 for a bad body or kind, 404 for an unknown rule; nothing changes then."""
+        enabled = validate_enabled_body(body)
+        is_default = self._check_rule_exists(kind, rule_id)
+        await self._edit_rules(
+            user_id, lambda: self.store.set_push_rule_enabled(user_id, kind, rule_id, enabled, is_default))
+
+    async def set_rule_actions(self, user_id: str, kind: str, rule_id: str, body: Any) -> None:
+        """``PUT .../actions``. 400 for bad actions or kind, 404 for an unknown rule; nothing changes then."""
+        actions = validate_actions_body(body)
+        is_default = self._check_rule_exists(kind, rule_id)
+        await self._edit_rules(
+            user_id, lambda: self.store.set_push_rule_actions(user_id, kind, rule_id, actions, is_default))
+
+    @staticmethod
+    def _check_rule_exists(kind: str, rule_id: str) -> bool:
+        check_kind(kind)
+        if is_default_rule_id(rule_id):
+            check_default_rule_exists(kind, rule_id)
+            return True
+        return False
+
+    # -- evaluation (persist hook) -----------------------------------------------------------------------------
+
+    async def _display_names_for(self, members: Iterable[str],
+                                 state_ids: dict[tuple[str, str], str]) -> dict[str, str | None]:
+        wanted: dict[str, str] = {}
+        names: dict[str, str | None] = {}
+        cache = self._display_names
+        for user_id in members:
+            event_id = state_ids.get(("m.room.member", user_id))
+            if event_id is None:
+                names[user_id] = None
+                continue
+            name = cache.get(event_id, _NO_NAME)
+            if name is _NO_NAME:
+                wanted[user_id] = event_id
+            else:
+                names[user_id] = name
+        if wanted:
+            events = await self.event_store.get_events(wanted.values())
+            for user_id, event_id in wanted.items():
+                ev = events.get(event_id)
+                value = ev.content.get("displayname") if ev is not None else None
+                name = value if isinstance(value, str) else None
+                names[user_id] = name
+                cache[event_id] = name
+            while len(cache) > _DISPLAY_NAME_CACHE_SIZE:
+                cache.popitem(last=False)
+        return names
+
+    async def _rulesets_for(self, users: Iterable[str]) -> dict[str, PushRuleset]:
+        out = {}
+        for user_id in users:
+            ruleset = self._rulesets.get(user_id)
+            if ruleset is None:
+                ruleset = await self.get_ruleset(user_id)
+            out[user_id] = ruleset
+        return out
+
+    async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> _Prepared | None:
+        """Evaluate ``event`` for every joined member except the sender (plus the invitee of an invite).
+
+        Runs under the room's send lock with ``state_ids`` the current state before the event. Returns what
+        :meth:`persist_txn` writes, or None when nobody is notified and the sender's position needs no update.
+        """
+        room_id = event.room_id
+        sender = event.sender
+        joined = await self.room_store.get_users_in_room(room_id)
+        targets = [u for u in joined if u != sender]
+        if event.type == "m.room.member" and event.membership == "invite" and event.state_key \
+                and event.state_key != sender and event.state_key not in joined:
+            targets.append(event.state_key)
+        thread_id = thread_id_of(event)
+        if not targets:
+            return _Prepared(thread_id, [], [])
+
+        pl_id = state_ids.get(("m.room.power_levels", ""))
+        pl_event = await self.event_store.get_event(pl_id) if pl_id else None
+        pl_content = pl_event.content if pl_event is not None else {}
+        if pl_event is not None:
+            users = pl_content.get("users")
+            level = users.get(sender) if isinstance(users, dict) else None
+            sender_level = _power_level(level, _power_level(pl_content.get("users_default"), 0))
+        else:
+            # Without power levels the room creator has 100 and everyone else 0 (room versions <= 11).
+            create_id = state_ids.get(("m.room.create", ""))
+            create = await self.event_store.get_event(create_id) if create_id else None
+            sender_level = 100 if create is not None and create.sender == sender else 0
+
+        event_dict: JsonDict = {
+            "type": event.type,
+            "content": event.content,
+            "sender": sender,
+            "room_id": room_id,
+        }
+        if event.is_state():
+            event_dict["state_key"] = event.state_key
+        evaluator = PushRuleEvaluator(event_dict, len(joined), sender_level, pl_content)
+        names = await self._display_names_for(targets, state_ids)
+        rulesets = await self._rulesets_for(targets)
+        pushers = getattr(self.hs, "pusher_handler", None)
+        actions_out: list[tuple[str, int, str]] = []
+        pushes: list[tuple[str, str, str, str]] = []
+        encoded: dict[int, str] = {}
+        for user_id in targets:
+            actions = evaluator.run(rulesets[user_id].evaluation_rules(), user_id, names.get(user_id))
+            if not actions:
+                continue
+            notify, highlight = actions_to_counts(actions)
+            if not notify:
+                continue
+            text = encoded.get(id(actions))
+            if text is None:
+                text = json.dumps(actions, separators=(",", ":"))
+                encoded[id(actions)] = text
+            actions_out.append((user_id, int(highlight), text))
+            if pushers is not None:
+                for app_id, pushkey in pushers.pusher_keys_for(user_id):
+                    pushes.append((user_id, app_id, pushkey, text))
+        return _Prepared(thread_id, actions_out, pushes)
+
+    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: _Prepared | None) -> None:
+        """Write the actions, the sender's read position (sending resets their counts) and pending pushes."""
+        if prepared is None:
+            return
+        room_id, event_id = event.room_id, event.event_id
+        ts = event.origin_server_ts
+        if prepared.actions:
+            self.store.insert_push_actions_txn(
+                txn, [(u, room_id, event_id, stream_ordering, prepared.thread_id, h, a, ts)
+                      for u, h, a in prepared.actions])
+        upsert_read_position_txn(txn, event.sender, room_id, prepared.thread_id, stream_ordering)
+        if prepared.pushes:
+            self.store.insert_pending_pushes_txn(
+                txn, [(u, app_id, pushkey, event_id, room_id, stream_ordering, a, ts)
+                      for u, app_id, pushkey, a in prepared.pushes])
+
+    def after_persist(self, event: Event, stream_ordering: int, prepared: _Prepared | None) -> None:
+        """Count the new actions into cached unread counts; hand pushes to the pusher sender."""
+        if prepared is None:
+            return
+        room_id = event.room_id
+        thread_id = prepared.thread_id
+        counts = self._counts
+        inflight = self._counts_inflight
+        for user_id, highlight, _ in prepared.actions:
+            key = (user_id, room_id)
+            entry = counts.get(key)
+            if entry is not None and entry[0] < stream_ordering:
+                per_thread = entry[1].setdefault(thread_id, [0, 0])
+                per_thread[0] += 1
+                per_thread[1] += highlight
+            waiting = inflight.get(key)
+            if waiting:
+                for log in waiting:
+                    log.append((stream_ordering, thread_id, highlight))
+        self.invalidate_counts(event.sender, room_id)
+        if prepared.pushes:
+            pushers = getattr(self.hs, "pusher_handler", None)
+            if pushers is not None:
+                pushers.on_new_pushes({(u, app_id, pushkey) for u, app_id, pushkey, _ in prepared.pushes})
+
+    # -- unread counts -------------------------------------------------------------------------------------------
+
+    def invalidate_counts(self, user_id: str, room_id: str) -> None:
+        """Forget cached counts after the user's read position moved (receipt or own message); call after the
+        change committed."""
+        key = (user_id, room_id)
+        self._counts.pop(key, None)
+        self._counts_gen[key] = self._counts_gen.get(key, 0) + 1
+
+    async def _thread_counts(self, user_id: str, room_id: str) -> dict[str, list[int]]:
+        key = (user_id, room_id)
+        entry = self._counts.get(key)
+        if entry is not None:
+            self._counts.move_to_end(key)
+            return entry[1]
+        gen = self._counts_gen.get(key, 0)
+        upto = self.event_store.stream_ids.current()
+        log: list[tuple[int, str, int]] = []
+        self._counts_inflight.setdefault(key, []).append(log)
+        try:
+            rows = await self.store.get_unread_counts(user_id, room_id, upto)
+        finally:
+            waiting = self._counts_inflight.get(key)
+            if waiting is not None:
+                waiting.remove(log)
+                if not waiting:
+                    del self._counts_inflight[key]
+        per_thread = {t: [n, h] for t, (n, h) in rows.items()}
+        # Actions persisted after `upto` were not in the query; count those announced while it ran.
+        for so, thread_id, highlight in log:
+            if so > upto:
+                counts = per_thread.setdefault(thread_id, [0, 0])
+                counts[0] += 1
+                counts[1] += highlight
+        if self._counts_gen.get(key, 0) == gen and key not in self._counts:
+            self._counts[key] = [upto, per_thread]
+            if len(self._counts) > _COUNTS_CACHE_SIZE:
+                self._counts.popitem(last=False)
+        return per_thread
+
+    async def get_unread_counts(self, user_id: str, room_id: str, unread_thread_notifications: bool) -> JsonDict:
+        """The room's counts for /sync.
+
+        Returns ``{"unread_notifications": {"notification_count": int, "highlight_count": int}}``; with
+        ``unread_thread_notifications`` the main timeline's counts there plus
+        ``"unread_thread_notifications": {thread_root_event_id: {...}}`` for threads with unread notifications.
+        """
+        per_thread = await self._thread_counts(user_id, room_id)
+        if not unread_thread_notifications:
+            n = sum(c[0] for c in per_thread.values())
+            h = sum(c[1] for c in per_thread.values())
+            return {"unread_notifications": {"notification_count": n, "highlight_count": h}}
+        main = per_thread.get(MAIN_THREAD, [0, 0])
+        threads = {t: {"notification_count": c[0], "highlight_count": c[1]}
+                   for t, c in per_thread.items() if t != MAIN_THREAD and (c[0] or c[1])}
+        return {
+            "unread_notifications": {"notification_count": main[0], "highlight_count": main[1]},
+            "unread_thread_notifications": threads,
+        }
+
+    async def get_badge_count(self, user_id: str) -> int:
+        """Unread notifications over every joined room (the push gateway's ``counts.unread``)."""
+        rooms = await self.room_store.get_rooms_for_user(user_id)
+        return await self.store.get_total_unread(user_id, rooms)
+
+    # -- GET /notifications ------------------------------------------------------------------------------------
+
+    async def get_notifications(self, requester: Any, from_token: str | None, limit: int,
+                                only: str | None) -> JsonDict:
+        """``GET /notifications``: ``{"notifications": [...], "next_token"?: str}``, newest first.
+
+        ``from_token`` is a ``next_token`` of an earlier page (a stream ordering); ``only`` ``"highlight"`` keeps
+        highlights. Raises InvalidParamError (400) for a malformed ``from``.
+        """
+        before = None
+        if from_token is not None:
+            if not from_token.isdigit():
+                raise InvalidParamError("Invalid 'from' token")
+            before = int(from_token)
+        rows = await self.store.get_notifications(requester.user_id, before, limit, only == "highlight")
+        events = await self.event_store.get_events([r[0] for r in rows])
+        visible = await self.hs.visibility_handler.filter_events_for_user(
+            requester.user_id, [events[r[0]] for r in rows if r[0] in events])
+        by_id = {e.event_id: e for e in visible}
+        serialized = await self.hs.event_serializer.serialize(visible, requester, include_room_id=True)
+        ser_by_id = {e["event_id"]: e for e in serialized}
+        notifications = []
+        for event_id, room_id, _so, actions, ts, read in rows:
+            if event_id not in by_id:
+                continue
+            notifications.append({
+                "actions": actions,
+                "event": ser_by_id[event_id],
+                "read": read,
+                "room_id": room_id,
+                "ts": ts,
+            })
+        body: JsonDict = {"notifications": notifications}
+        if len(rows) == limit and rows:
+            body["next_token"] = str(rows[-1][2])
+        return body
+
+
+def check_rule_path(kind: str, rule_id: str) -> None:
+    """404 for an empty rule id (``/pushrules/global/override/``) after the kind is checked."""
+    check_kind(kind)
+    if not rule_id:
+        raise NotFoundError("The push rule was not found.")
