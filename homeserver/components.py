@@ -57,6 +57,11 @@ def build_components(hs: Any) -> None:
     hs.to_device_handler = ToDeviceHandler(hs)
     hs.key_backup_handler = KeyBackupHandler(hs)
 
+    # -- application services (issue 5): registrations, transaction sender, queries, ping -------------------
+    from homeserver.appservice.handler import AppServices
+
+    hs.appservices = AppServices(hs)
+
     # -- relations, threads, search, reports (issue 8) -------------------------------------------------------
     from homeserver.handlers.relations import AnnotationDedupeHook, RelationsHandler
     from homeserver.handlers.search import SearchHandler, SearchIndexHook

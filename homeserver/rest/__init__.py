@@ -17,6 +17,7 @@ SERVLET_MODULES: tuple[str, ...] = (
     "register", "login", "account", "devices", "account_data", "filter", "admin",
     "receipts", "read_markers", "push_rules", "pushers", "notifications",
     "media", "profile", "presence", "user_directory",
+    "appservice",
     "relations", "search", "report",
 )
 

@@ -52,7 +52,10 @@ def register_servlets(hs: Any, router: Any) -> None:
             raise MatrixError(400, f"Invalid kind {kind!r}", Codes.INVALID_PARAM)
         body = parse_json_object(request)
         auth = body.get("auth")
-        if isinstance(auth, dict) and auth.get("type") == LOGIN_TYPE_APPSERVICE:
+        # Appservices put the type at the top level (spec: Application Service API, "Server admin style
+        # permissions"); some clients nest it in ``auth``.
+        if body.get("type") == LOGIN_TYPE_APPSERVICE or (
+                isinstance(auth, dict) and auth.get("type") == LOGIN_TYPE_APPSERVICE):
             return await _register_appservice_user(hs, request, body)
         if not hs.config.enable_registration:
             raise ForbiddenError("Registration has been disabled")
