@@ -123,12 +123,17 @@ class RelationsHandler:
         raw = await self.store.get_aggregations([e.event_id for e in parents], user_id)
         if not (raw.edits or raw.threads or raw.references):
             return {}
+        all_edits = [edit_id for edits in raw.edits.values() for edit_id, _ in edits]
+        wanted = all_edits + [t[1] for t in raw.threads.values()]
+        loaded = await self.event_store.get_events(wanted) if wanted else {}
         latest_edit: dict[str, str] = {}
         for parent_id, edits in raw.edits.items():
-            # Spec: the most recent by origin_server_ts, ties broken by the lexicographically largest event ID.
-            latest_edit[parent_id] = max(edits, key=lambda e: (e[1], e[0]))[0]
+            # A replacement without an m.new_content object replaces nothing (spec: "Event replacements").
+            valid = [e for e in edits if e[0] in loaded and isinstance(loaded[e[0]].content.get("m.new_content"), dict)]
+            if valid:
+                # Spec: the most recent by origin_server_ts, ties broken by the lexicographically largest event ID.
+                latest_edit[parent_id] = max(valid, key=lambda e: (e[1], e[0]))[0]
         wanted = list(latest_edit.values()) + [t[1] for t in raw.threads.values()]
-        loaded = await self.event_store.get_events(wanted) if wanted else {}
         to_serialize = [loaded[i] for i in dict.fromkeys(wanted) if i in loaded]
         # bundle_relations=False: a bundled event must not carry bundles itself (no unbounded recursion).
         serialized = dict(zip(

@@ -1,0 +1,89 @@
+"""Threads (spec: "Threading"): GET /threads with include=all|participated and paging, and the bundled
+m.thread summary (count, latest_event, current_user_participated) in /event and /sync."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tests.support.client import Api, User, q, register
+
+V1 = "/_matrix/client/v1"
+
+
+def thread_reply(user: User, room_id: str, root: str, body: str) -> str:
+    content = {"msgtype": "m.text", "body": body,
+               "m.relates_to": {"rel_type": "m.thread", "event_id": root, "is_falling_back": True,
+                                "m.in_reply_to": {"event_id": root}}}
+    return user.ok("PUT", f"rooms/{q(room_id)}/send/m.room.message/{uuid.uuid4().hex}", content)["event_id"]
+
+
+def threads(user: User, room_id: str, **params: Any) -> Any:
+    return user.req("GET", f"{V1}/rooms/{q(room_id)}/threads", params=params or None)
+
+
+def test_threads_listed_by_latest_activity_with_summary(api: Api) -> None:
+    a, b = register(api), register(api)
+    room_id = a.create_room(preset="private_chat")
+    a.invite(room_id, b.user_id)
+    b.join(room_id)
+    t1 = a.send(room_id, "incident 1")
+    t2 = a.send(room_id, "incident 2")
+    a.send(room_id, "not a thread")
+    thread_reply(b, room_id, t1, "looking")
+    r2 = thread_reply(b, room_id, t2, "on it")
+    r3 = thread_reply(a, room_id, t1, "resolved")
+
+    chunk = threads(b, room_id).json["chunk"]
+    assert [e["event_id"] for e in chunk] == [t1, t2]      # t1 had the latest activity (r3)
+    s1 = chunk[0]["unsigned"]["m.relations"]["m.thread"]
+    assert (s1["count"], s1["latest_event"]["event_id"], s1["current_user_participated"]) == (2, r3, True)
+    assert s1["latest_event"]["content"]["body"] == "resolved"
+    s2 = chunk[1]["unsigned"]["m.relations"]["m.thread"]
+    assert (s2["count"], s2["latest_event"]["event_id"]) == (1, r2)
+
+    # The summary is per user: a (the root's sender) participated in both, c in none.
+    c = register(api)
+    a.invite(room_id, c.user_id)
+    c.join(room_id)
+    summary = c.ok("GET", f"rooms/{q(room_id)}/event/{q(t2)}")["unsigned"]["m.relations"]["m.thread"]
+    assert summary["current_user_participated"] is False
+    assert threads(c, room_id, include="participated").json["chunk"] == []
+    thread_reply(c, room_id, t2, "me too")
+    assert [e["event_id"] for e in threads(c, room_id, include="participated").json["chunk"]] == [t2]
+
+
+def test_threads_paging_and_bad_input(api: Api) -> None:
+    a = register(api)
+    room_id = a.create_room()
+    roots = [a.send(room_id, f"root {i}") for i in range(3)]
+    for root in roots:
+        thread_reply(a, room_id, root, "reply")
+    page = threads(a, room_id, limit=2).json
+    assert [e["event_id"] for e in page["chunk"]] == [roots[2], roots[1]]
+    page2 = threads(a, room_id, limit=2, **{"from": page["next_batch"]}).json
+    assert [e["event_id"] for e in page2["chunk"]] == [roots[0]]
+    assert "next_batch" not in page2
+
+    assert threads(a, room_id, include="mine").errcode() == "M_INVALID_PARAM"
+    assert threads(a, room_id, limit=0).errcode() == "M_INVALID_PARAM"
+    assert threads(a, room_id, **{"from": "zzz"}).errcode() == "M_INVALID_PARAM"
+    outsider = register(api)
+    assert threads(outsider, room_id).status == 403
+
+
+def test_thread_summary_in_sync(api: Api) -> None:
+    a = register(api)
+    room_id = a.create_room()
+    since = a.sync()["next_batch"]
+    root = a.send(room_id, "incident")
+    reply = thread_reply(a, room_id, root, "ack")
+    timeline = a.sync(since=since)["rooms"]["join"][room_id]["timeline"]["events"]
+    synced_root = next(e for e in timeline if e["event_id"] == root)
+    summary = synced_root["unsigned"]["m.relations"]["m.thread"]
+    assert (summary["count"], summary["latest_event"]["event_id"]) == (1, reply)
+    # Redacting the only reply removes the thread from the summary and the list.
+    a.ok("PUT", f"rooms/{q(room_id)}/redact/{q(reply)}/{uuid.uuid4().hex}", {})
+    ev = a.ok("GET", f"rooms/{q(room_id)}/event/{q(root)}")
+    assert "m.thread" not in ev.get("unsigned", {}).get("m.relations", {})
+    assert threads(a, room_id).json["chunk"] == []
