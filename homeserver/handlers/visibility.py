@@ -91,9 +91,9 @@ class VisibilityHandler:
 
     async def visible_up_to(self, user_id: str, room_id: str) -> int | None:
         """For a user who left or was banned: the stream position of that leave (they see nothing after it);
-        None if they are joined (no bound)."""
+        None if they are joined or the room is world-readable (no bound: per-event rules decide)."""
         membership = await self.room_store.get_membership(room_id, user_id)
-        if membership == "join":
+        if membership == "join" or await self._world_readable(room_id):
             return None
         history = await self.room_store.get_membership_history(room_id, user_id)
         return history[-1][0] if history else 0

@@ -123,21 +123,23 @@ def register_servlets(hs: Any, router: Any) -> None:
         requester = await auth.get_user_by_req(request)
         _check_room_id(room_id)
         membership = await visibility.check_user_can_see_room(requester.user_id, room_id)
-        if membership in ("leave", "ban"):
-            pos = await visibility.visible_up_to(requester.user_id, room_id)
-            state = await rooms.get_state_at(room_id, pos or 0)
-        else:
-            state = await rooms.get_current_state(room_id)
+        state = await _visible_state(requester.user_id, room_id, membership)
         return 200, await serializer.serialize(list(state.values()), requester, bundle_relations=False)
+
+    async def _visible_state(user_id: str, room_id: str, membership: str | None) -> dict[Any, Any]:
+        """Current state, or for a user who left/was banned the state when they left (unless world-readable)."""
+        if membership in ("leave", "ban"):
+            pos = await visibility.visible_up_to(user_id, room_id)
+            if pos is not None:
+                return await rooms.get_state_at(room_id, pos)
+        return await rooms.get_current_state(room_id)
 
     async def get_state_event(request: Any, room_id: str, event_type: str, state_key: str = "") -> tuple[int, Any]:
         requester = await auth.get_user_by_req(request)
         _check_room_id(room_id)
         membership = await visibility.check_user_can_see_room(requester.user_id, room_id)
         if membership in ("leave", "ban"):
-            pos = await visibility.visible_up_to(requester.user_id, room_id)
-            state = await rooms.get_state_at(room_id, pos or 0)
-            event = state.get((event_type, state_key))
+            event = (await _visible_state(requester.user_id, room_id, membership)).get((event_type, state_key))
         else:
             event = await rooms.get_current_state_event(room_id, event_type, state_key)
         if event is None:
@@ -190,13 +192,11 @@ def register_servlets(hs: Any, router: Any) -> None:
         if at is not None:
             pos = StreamToken.parse(at, "at").events
             if membership in ("leave", "ban"):
-                pos = min(pos, await visibility.visible_up_to(requester.user_id, room_id) or 0)
+                bound = await visibility.visible_up_to(requester.user_id, room_id)
+                pos = pos if bound is None else min(pos, bound)
             state = await rooms.get_state_at(room_id, pos)
-        elif membership in ("leave", "ban"):
-            state = await rooms.get_state_at(room_id, await visibility.visible_up_to(requester.user_id, room_id)
-                                             or 0)
         else:
-            state = await rooms.get_current_state(room_id)
+            state = await _visible_state(requester.user_id, room_id, membership)
         chosen = [e for (t, _), e in sorted(state.items()) if t == "m.room.member"
                   and (want is None or e.membership == want) and (exclude is None or e.membership != exclude)]
         return 200, {"chunk": await serializer.serialize(chosen, requester, bundle_relations=False)}
@@ -212,8 +212,12 @@ def register_servlets(hs: Any, router: Any) -> None:
         state = await rooms.get_current_state(room_id, [("m.room.member", u) for u in joined])
         out = {}
         for (_, user_id), event in state.items():
-            out[user_id] = {"display_name": event.content.get("displayname"),
-                            "avatar_url": event.content.get("avatar_url")}
+            # The spec types both as strings: a member without a name or avatar omits the key (never null).
+            profile = {}
+            for key, field in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
+                if isinstance(event.content.get(key), str):
+                    profile[field] = event.content[key]
+            out[user_id] = profile
         return 200, {"joined": out}
 
     async def join(request: Any, room_id_or_alias: str) -> tuple[int, Any]:

@@ -119,9 +119,12 @@ class EventStore:
         if not events:
             return events
         ids = [e.event_id for e in events]
-        clause, params = txn.in_list("redacts", ids)
-        txn.execute(f"SELECT redacts, event_id FROM redactions WHERE {clause} ORDER BY stream_ordering", params)
-        redacted_by = {r[0]: r[1] for r in txn.fetchall()}
+        clause, params = txn.in_list("rd.redacts", ids)
+        # A redaction only applies within its own room: one sent in room A naming an event of room B is inert.
+        txn.execute(f"SELECT rd.redacts, rd.event_id, e.room_id FROM redactions rd "
+                    f"JOIN events e ON e.event_id = rd.event_id WHERE {clause} ORDER BY rd.stream_ordering", params)
+        room_of = {e.event_id: e.room_id for e in events}
+        redacted_by = {r[0]: r[1] for r in txn.fetchall() if room_of.get(r[0]) == r[2]}
         clause, params = txn.in_list("event_id", ids)
         txn.execute(f"SELECT event_id, device_id, txn_id FROM event_txn_ids WHERE {clause}", params)
         txns = {r[0]: (r[1], r[2]) for r in txn.fetchall()}
@@ -276,7 +279,7 @@ class EventStore:
                     "stream_ordering, forgotten) VALUES (?, ?, ?, ?, ?, 0)",
                     (event.state_key, event.room_id, event.event_id, membership, stream_ordering),
                 )
-        if event.type == "m.room.redaction" and event.redacts:
+        if event.type == "m.room.redaction" and event.redacts and self._redacts_same_room_txn(txn, event):
             txn.execute("INSERT INTO redactions (event_id, redacts, stream_ordering) VALUES (?, ?, ?)",
                         (event.event_id, event.redacts, stream_ordering))
         relation = _relation_of(event)
@@ -292,6 +295,13 @@ class EventStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (txn_id[0], txn_id[1], txn_id[2], event.room_id, event.event_id, now_ms),
             )
+
+    @staticmethod
+    def _redacts_same_room_txn(txn: Txn, event: Event) -> bool:
+        """Whether ``event`` (a redaction) may take effect: its target is unknown or in the same room."""
+        txn.execute("SELECT room_id FROM events WHERE event_id = ?", (event.redacts,))
+        row = txn.fetchone()
+        return row is None or row[0] == event.room_id
 
     def after_persist(self, event: Event, stream_ordering: int) -> None:
         """Cache the new event; drop the cached copy of an event it redacts."""

@@ -1,0 +1,281 @@
+"""``/sync``: initial and incremental, long-poll, filters, limited timelines and prev_batch, invites, leaves,
+summaries, full_state, and nothing delivered twice across a chain of syncs (issue 2 item 6)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+
+from tests.integration.roomlib import bodies, messages, put_state, send_raw, timeline, users
+from tests.support.client import Api, q, register
+
+
+def test_initial_sync_has_state_and_timeline(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room(name="Initial")
+    alice.send(room, "hello")
+    s = alice.sync()
+    assert isinstance(s["next_batch"], str) and s["next_batch"]
+    joined = s["rooms"]["join"][room]
+    evs = joined["timeline"]["events"] + joined["state"]["events"]
+    assert {e["type"] for e in evs} >= {"m.room.create", "m.room.member", "m.room.power_levels", "m.room.name"}
+    assert bodies(joined["timeline"]["events"])[-1] == "hello"
+    assert all("room_id" not in e for e in evs)
+    for key in ("ephemeral", "account_data", "summary", "unread_notifications"):
+        assert key in joined
+    # No state event appears both in state and timeline.
+    ids = [e["event_id"] for e in evs]
+    assert len(ids) == len(set(ids))
+
+
+def test_incremental_sync_returns_only_new_events(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    t1 = bob.sync()["next_batch"]
+    alice.send(room, "one")
+    alice.send(room, "two")
+    s = bob.sync(since=t1)
+    tl = s["rooms"]["join"][room]["timeline"]
+    assert bodies(tl["events"]) == ["one", "two"]
+    assert tl["limited"] is False
+    assert s["rooms"]["join"][room]["state"]["events"] == []
+    s2 = bob.sync(since=s["next_batch"])
+    assert room not in s2["rooms"]["join"]
+
+
+def test_long_poll_wakes_on_message(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    token = bob.sync()["next_batch"]
+
+    def later() -> None:
+        time.sleep(0.5)
+        alice.send(room, "wake up")
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    started = time.monotonic()
+    s = bob.sync(since=token, timeout=10000)
+    elapsed = time.monotonic() - started
+    thread.join()
+    assert bodies(timeline(s, room)) == ["wake up"]
+    assert 0.4 < elapsed < 4, elapsed
+
+
+def test_long_poll_times_out_empty(api: Api) -> None:
+    alice = register(api)
+    alice.create_room()
+    token = alice.sync()["next_batch"]
+    started = time.monotonic()
+    s = alice.sync(since=token, timeout=1200)
+    elapsed = time.monotonic() - started
+    assert 1.1 < elapsed < 4, elapsed
+    assert s["rooms"]["join"] == {} and s["rooms"]["invite"] == {} and s["rooms"]["leave"] == {}
+    # Nothing was lost: the next sync from the new token still works.
+    assert alice.sync(since=s["next_batch"])["rooms"]["join"] == {}
+
+
+def test_long_poll_ignores_other_users_rooms(api: Api) -> None:
+    alice, carol = users(api, 2)
+    alice.create_room()
+    other_room = carol.create_room()
+    token = alice.sync()["next_batch"]
+    threading.Timer(0.3, lambda: carol.send(other_room, "not for alice")).start()
+    started = time.monotonic()
+    s = alice.sync(since=token, timeout=1500)
+    assert time.monotonic() - started > 1.4
+    assert other_room not in s["rooms"]["join"]
+
+
+def test_sync_filters_types_senders_limit(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    token = alice.sync()["next_batch"]
+    for i in range(3):
+        alice.send(room, f"a{i}")
+        bob.send(room, f"b{i}")
+        send_raw(alice, room, {"n": i}, etype="org.tocsin.alert")
+    def tl(flt):
+        return alice.sync(since=token, filter={"room": {"timeline": flt}})["rooms"]["join"][room]["timeline"]
+    assert bodies(tl({"senders": [bob.user_id]})["events"]) == ["b0", "b1", "b2"]
+    assert {e["type"] for e in tl({"types": ["org.tocsin.*"]})["events"]} == {"org.tocsin.alert"}
+    assert all(e["type"] != "m.room.message" for e in tl({"not_types": ["m.room.message"]})["events"])
+    assert bodies(tl({"not_senders": [bob.user_id], "types": ["m.room.message"]})["events"]) == ["a0", "a1", "a2"]
+    limited = tl({"limit": 2})
+    assert len(limited["events"]) == 2 and limited["limited"] is True
+    # Stored filter by ID works the same as inline.
+    fid = alice.ok("POST", f"user/{q(alice.user_id)}/filter",
+                   {"room": {"timeline": {"senders": [bob.user_id]}}})["filter_id"]
+    s = alice.sync(since=token, filter=fid)
+    assert bodies(timeline(s, room)) == ["b0", "b1", "b2"]
+    # Room filters.
+    s = alice.sync(since=token, filter={"room": {"not_rooms": [room]}})
+    assert room not in s["rooms"]["join"]
+
+
+def test_sync_event_fields_and_federation_format(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    token = alice.sync()["next_batch"]
+    alice.send(room, "shape")
+    s = alice.sync(since=token, filter={"event_fields": ["type", "content.body"]})
+    (ev,) = timeline(s, room)
+    assert ev == {"type": "m.room.message", "content": {"body": "shape"}}
+    s = alice.sync(since=token, filter={"event_format": "federation"})
+    (ev,) = timeline(s, room)
+    assert ev["event_id"] and ev["content"] == {"msgtype": "m.text", "body": "shape"}
+    for key in ("auth_events", "prev_events", "depth", "hashes", "signatures"):
+        assert key in ev, key
+
+
+def test_lazy_load_members(api: Api) -> None:
+    alice, bob, carol = users(api, 3)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    carol.join(room)
+    carol.send(room, "from carol")
+    flt = {"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 1}}}
+    s = bob.sync(filter=flt)
+    joined = s["rooms"]["join"][room]
+    members = {e["state_key"] for e in joined["state"]["events"] if e["type"] == "m.room.member"}
+    assert members == {carol.user_id, bob.user_id}
+    assert joined["summary"]["m.joined_member_count"] == 3
+
+
+def test_include_leave(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    bob.ok("POST", f"rooms/{q(room)}/leave", {})
+    assert room not in bob.sync()["rooms"]["leave"]
+    left = bob.sync(filter={"room": {"include_leave": True}})["rooms"]["leave"][room]
+    assert left["timeline"]["events"][-1]["content"]["membership"] == "leave"
+
+
+def test_limited_timeline_prev_batch_reaches_previous_sync(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    alice.send(room, "before-token")
+    token = bob.sync()["next_batch"]
+    sent = [alice.send(room, f"gap{i}") for i in range(12)]
+    s = bob.sync(since=token, filter={"room": {"timeline": {"limit": 5}}})
+    tl = s["rooms"]["join"][room]["timeline"]
+    assert tl["limited"] is True
+    assert [e["event_id"] for e in tl["events"]] == sent[-5:]
+    # Paginate back from prev_batch to the previous sync's token: exactly the missing events.
+    back = messages(bob, room, dir="b", limit=100, to=token, **{"from": tl["prev_batch"]}).json
+    assert [e["event_id"] for e in reversed(back["chunk"])] == sent[:-5]
+    # Without `to`, the page continues straight into the older history with no duplicate.
+    older = messages(bob, room, dir="b", limit=7, **{"from": tl["prev_batch"]}).json
+    assert [e["event_id"] for e in reversed(older["chunk"])] == sent[:7]
+    more = messages(bob, room, dir="b", limit=1, **{"from": older["end"]}).json
+    assert bodies(more["chunk"]) == ["before-token"]
+
+
+def test_limited_timeline_includes_state_changes_in_gap(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat", name="old")
+    bob.join(room)
+    token = bob.sync()["next_batch"]
+    put_state(alice, room, "m.room.name", {"name": "new"})
+    for i in range(6):
+        alice.send(room, f"x{i}")
+    s = bob.sync(since=token, filter={"room": {"timeline": {"limit": 3}}})
+    joined = s["rooms"]["join"][room]
+    assert joined["timeline"]["limited"] is True
+    names = [e for e in joined["state"]["events"] if e["type"] == "m.room.name"]
+    assert [e["content"] for e in names] == [{"name": "new"}]
+
+
+def test_invite_then_join_then_leave_sections(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(name="War room", topic="sev1")
+    token = bob.sync()["next_batch"]
+    alice.invite(room, bob.user_id)
+    s = bob.sync(since=token)
+    inv = s["rooms"]["invite"][room]["invite_state"]["events"]
+    by_type = {(e["type"], e["state_key"]): e for e in inv}
+    assert by_type[("m.room.name", "")]["content"] == {"name": "War room"}
+    assert by_type[("m.room.member", bob.user_id)]["content"]["membership"] == "invite"
+    assert ("m.room.create", "") in by_type and ("m.room.join_rules", "") in by_type
+    assert all(set(e) >= {"type", "state_key", "content", "sender"} for e in inv)
+    s2 = bob.sync(since=s["next_batch"])
+    assert room not in s2["rooms"]["invite"]
+    bob.join(room)
+    s3 = bob.sync(since=s2["next_batch"])
+    assert room in s3["rooms"]["join"] and room not in s3["rooms"]["invite"]
+    # Newly joined: the full state arrives.
+    evs = s3["rooms"]["join"][room]["state"]["events"] + s3["rooms"]["join"][room]["timeline"]["events"]
+    assert {"m.room.create", "m.room.name", "m.room.topic"} <= {e["type"] for e in evs}
+    bob.ok("POST", f"rooms/{q(room)}/leave", {})
+    s4 = bob.sync(since=s3["next_batch"])
+    assert room in s4["rooms"]["leave"] and room not in s4["rooms"]["join"]
+
+
+def test_summary_heroes_and_counts(api: Api) -> None:
+    alice, bob, carol = users(api, 3)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    alice.invite(room, carol.user_id)
+    summary = alice.sync()["rooms"]["join"][room]["summary"]
+    assert summary["m.joined_member_count"] == 2
+    assert summary["m.invited_member_count"] == 1
+    assert set(summary["m.heroes"]) == {bob.user_id, carol.user_id}
+    named = alice.create_room(name="Named")
+    assert "m.heroes" not in alice.sync()["rooms"]["join"][named]["summary"] or \
+        alice.sync()["rooms"]["join"][named]["summary"]["m.heroes"] == []
+
+
+def test_full_state(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room(name="Full")
+    token = alice.sync()["next_batch"]
+    s = alice.sync(since=token, full_state="true")
+    joined = s["rooms"]["join"][room]
+    types = {e["type"] for e in joined["state"]["events"] + joined["timeline"]["events"]}
+    assert {"m.room.create", "m.room.name", "m.room.power_levels"} <= types
+
+
+def test_bad_sync_params(api: Api) -> None:
+    alice = register(api)
+    for params in ({"since": "garbage"}, {"timeout": "soon"}, {"filter": "{bad json"},
+                   {"filter": "no-such-filter-id"}, {"set_presence": "dancing"}, {"full_state": "maybe"}):
+        r = alice.req("GET", "sync", params=params)
+        assert 400 <= r.status < 500, (params, r.status, r.json)
+
+
+def test_nothing_delivered_twice_or_lost_across_sync_chain(api: Api) -> None:
+    """Property-style: random messages and state changes between syncs with random timeline limits; the union of
+    timelines plus back-pagination of limited gaps equals exactly the sent events, in order."""
+    rng = random.Random(20240607)
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    token = bob.sync()["next_batch"]
+    sent: list[str] = []
+    received: list[str] = []
+    for _ in range(12):
+        for _ in range(rng.randint(0, 6)):
+            if rng.random() < 0.25:
+                r = put_state(alice, room, "org.tocsin.status", {"v": uuid.uuid4().hex}, rng.choice(["a", "b"]))
+                sent.append(r.json["event_id"])
+            else:
+                sender = rng.choice([alice, bob])
+                sent.append(sender.send(room, uuid.uuid4().hex))
+        limit = rng.choice([2, 3, 50])
+        s = bob.sync(since=token, filter={"room": {"timeline": {"limit": limit}}})
+        room_part = s["rooms"]["join"].get(room)
+        if room_part:
+            tl = room_part["timeline"]
+            if tl["limited"]:
+                gap = messages(bob, room, dir="b", limit=100, to=token, **{"from": tl["prev_batch"]}).json
+                received.extend(e["event_id"] for e in reversed(gap["chunk"]))
+            received.extend(e["event_id"] for e in tl["events"])
+        token = s["next_batch"]
+    assert received == sent
