@@ -37,6 +37,9 @@ CROSS_SIGNING_TYPES = {"master_key": "master", "self_signing_key": "self_signing
 # Bounds one /keys/upload and one /keys/query or /keys/claim (the body cap bounds bytes; these bound work).
 MAX_KEYS_PER_UPLOAD = 1000
 MAX_QUERY_ENTRIES = 10000
+# To-device messages in one /sync reply; the rest follow in the next (a device back from a week offline may have
+# thousands of room keys waiting, and one reply must stay small enough for a phone to take).
+MAX_TO_DEVICE_PER_SYNC = 100
 
 
 class InvalidSignatureError(MatrixError):
@@ -80,7 +83,7 @@ class E2EKeysHandler:
         self.hs = hs
         self.store = E2EKeyStore(hs.db)
         self.device_lists = DeviceListStore(hs.db, hs.stream_positions)
-        self.to_device_store = ToDeviceStore(hs.db, hs.stream_positions)
+        self.to_device_store = ToDeviceStore(hs.db, hs.stream_positions, getattr(hs, "clock", None))
 
     # -- device-list changes ------------------------------------------------------------------------------------
 
@@ -364,18 +367,23 @@ class E2EKeysHandler:
 
         Returns ``{"to_device": {"events": [...]}, "device_lists": {"changed": [...], "left": [...]},
         "device_one_time_keys_count": {algorithm: int} (signed_curve25519 always present),
-        "device_unused_fallback_key_types": [algorithm...]}``.
+        "device_unused_fallback_key_types": [algorithm...], "_to_device_upto": int}``.
         To-device messages at positions ``<= since.to_device`` are deleted by this call (the client proved it
-        received them by sending that token); those in ``(since.to_device, now.to_device]`` are returned in order
-        and stay until a later ``since`` acknowledges them, so a lost response is delivered again.
+        received them by sending that token); the first :data:`MAX_TO_DEVICE_PER_SYNC` of those in
+        ``(since.to_device, now.to_device]`` are returned in order and stay until a later ``since`` acknowledges
+        them, so a lost response is delivered again. ``_to_device_upto`` is not part of the reply: it is the
+        to-device position delivered up to (``now.to_device`` unless messages were left over), which the sync
+        handler must put in ``next_batch`` instead of ``now.to_device`` so the rest comes in the next batch.
         ``device_lists`` is empty on an initial sync.
         """
         to_device: list[JsonDict] = []
+        to_device_upto = now.to_device
         counts: dict[str, int] = {}
         fallback: list[str] = []
         if device_id is not None:
             acknowledged = since.to_device if since is not None else 0
-            to_device = await self.to_device_store.take_messages(user_id, device_id, acknowledged, now.to_device)
+            to_device, to_device_upto = await self.to_device_store.take_messages(
+                user_id, device_id, acknowledged, now.to_device, MAX_TO_DEVICE_PER_SYNC)
             counts, fallback = await self.store.get_key_counts(user_id, device_id)
         device_lists: JsonDict = {"changed": [], "left": []}
         if since is not None:
@@ -386,6 +394,7 @@ class E2EKeysHandler:
             "device_lists": device_lists,
             "device_one_time_keys_count": {SIGNED_CURVE25519: 0, **counts},
             "device_unused_fallback_key_types": fallback,
+            "_to_device_upto": to_device_upto,
         }
 
     # -- cross-signing ------------------------------------------------------------------------------------------

@@ -161,6 +161,11 @@ class SyncHandler:
         if e2e is not None:
             parts = await e2e.get_sync_e2e(user_id, requester.device_id, since, now, joined_now, newly_joined,
                                            newly_left)
+            # To-device batches are capped: the next since must resume where this batch stopped. The capped batch
+            # is non-empty, so wait_for_sync returns it at once and never long-polls while messages remain.
+            to_device_upto = parts.pop("_to_device_upto", None)
+            if to_device_upto is not None:
+                response["next_batch"] = now.copy_and_replace("to_device", to_device_upto).to_string()
             response.update(parts)
         return response
 

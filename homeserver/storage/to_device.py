@@ -16,11 +16,24 @@ from homeserver.storage.database import Database, Txn
 from homeserver.streams import StreamIdGenerator
 
 
-class ToDeviceStore:
-    """SQL for ``device_inbox`` and ``to_device_txns``. ``generator`` is registered as ``"to_device"``."""
+# How long a sender's transaction ID is remembered: a retransmission later than this is a new message (spec:
+# "Transaction identifiers" only asks for idempotency while a client might still retry).
+TXN_RETENTION_MS = 24 * 60 * 60 * 1000
+# Expired transaction rows are deleted on insert, at most this often per process.
+TXN_PRUNE_INTERVAL_MS = 10 * 60 * 1000
 
-    def __init__(self, db: Database, stream_positions: Any) -> None:
+
+class ToDeviceStore:
+    """SQL for ``device_inbox`` and ``to_device_txns``. ``generator`` is registered as ``"to_device"``.
+
+    ``clock`` (anything with ``seconds()``, e.g. the reactor) stamps transaction rows; the wall clock by default.
+    """
+
+    def __init__(self, db: Database, stream_positions: Any, clock: Any = None) -> None:
         self.db = db
+        self._now_ms = (lambda: int(clock.seconds() * 1000)) if clock is not None else (
+            lambda: int(time.time() * 1000))
+        self._last_prune_ms = 0
 
         def _max(txn: Txn) -> int:
             # Inbox rows are deleted once acknowledged; the txn rows keep the high-water mark across restarts.
@@ -40,11 +53,18 @@ class ToDeviceStore:
         a message, or None if this (sender, device, txn_id) was sent before (nothing is written then).
         """
 
+        now_ms = self._now_ms()
+        prune = now_ms - self._last_prune_ms >= TXN_PRUNE_INTERVAL_MS
+        if prune:
+            self._last_prune_ms = now_ms
+
         def _txn(txn: Txn) -> set[str] | None:
+            if prune:
+                self.prune_txns_txn(txn, now_ms - TXN_RETENTION_MS)
             txn.execute(
                 "INSERT INTO to_device_txns (user_id, device_id, txn_id, event_type, stream_id, inserted_ts)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (sender, sender_device_id or "", txn_id, event_type, stream_id, int(time.time() * 1000)))
+                (sender, sender_device_id or "", txn_id, event_type, stream_id, now_ms))
             if txn.rowcount == 0:
                 return None
             rows: dict[tuple[str, str], str] = {}
@@ -66,22 +86,44 @@ class ToDeviceStore:
 
         return await self.db.run_interaction("add_to_device_messages", _txn)
 
-    async def take_messages(self, user_id: str, device_id: str, acknowledged: int,
-                            upto: int) -> list[dict[str, Any]]:
-        """Delete the device's messages at positions ``<= acknowledged`` and return those in
-        ``(acknowledged, upto]`` in stream order (``{"type", "sender", "content"}`` each)."""
+    async def take_messages(self, user_id: str, device_id: str, acknowledged: int, upto: int,
+                            limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Delete the device's messages at positions ``<= acknowledged`` and return the first ``limit`` of those
+        in ``(acknowledged, upto]`` in stream order (``{"type", "sender", "content"}`` each), with the position
+        delivered up to: ``upto`` if nothing is left over, else the position of the last message returned (a
+        device has at most one message per position, so the next call resumes exactly after it)."""
 
-        def _txn(txn: Txn) -> list[dict[str, Any]]:
+        def _txn(txn: Txn) -> tuple[list[dict[str, Any]], int]:
             if acknowledged > 0:
                 txn.execute("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id <= ?",
                             (user_id, device_id, acknowledged))
             txn.execute(
-                "SELECT message_json FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id > ?"
-                " AND stream_id <= ? ORDER BY stream_id",
-                (user_id, device_id, acknowledged, upto))
-            return [json.loads(r[0]) for r in txn.fetchall()]
+                "SELECT stream_id, message_json FROM device_inbox WHERE user_id = ? AND device_id = ?"
+                " AND stream_id > ? AND stream_id <= ? ORDER BY stream_id LIMIT ?",
+                (user_id, device_id, acknowledged, upto, limit + 1))
+            rows = txn.fetchall()
+            if len(rows) > limit:
+                rows = rows[:limit]
+                upto_delivered = int(rows[-1][0])
+            else:
+                upto_delivered = upto
+            return [json.loads(r[1]) for r in rows], upto_delivered
 
         return await self.db.run_interaction("take_to_device_messages", _txn)
+
+    @staticmethod
+    def prune_txns_txn(txn: Txn, before_ms: int) -> int:
+        """Forget transaction IDs stored before ``before_ms`` (ms since the epoch); returns how many. The row with
+        the highest position always stays: it carries the stream's high-water mark across restarts once every
+        inbox row has been acknowledged."""
+        txn.execute(
+            "DELETE FROM to_device_txns WHERE inserted_ts < ?"
+            " AND stream_id < (SELECT MAX(stream_id) FROM to_device_txns)", (before_ms,))
+        return txn.rowcount
+
+    async def prune_txns(self, before_ms: int) -> int:
+        """:meth:`prune_txns_txn` in a transaction of its own."""
+        return await self.db.run_interaction("prune_to_device_txns", self.prune_txns_txn, before_ms)
 
     @staticmethod
     def delete_devices_txn(txn: Txn, user_id: str, device_ids: list[str]) -> None:
