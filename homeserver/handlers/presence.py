@@ -186,17 +186,16 @@ class PresenceHandler:
         """Online users without activity for :data:`IDLE_TIMEOUT_MS` become unavailable; users with neither
         activity nor ``/sync`` for :data:`OFFLINE_TIMEOUT_MS` become offline."""
         now = self.now_ms()
-        changes: dict[str, str] = {}
-        for user_id, state in self._states.items():
-            if state.state == "offline":
-                continue
-            if now - max(state.last_active_ts, state.last_user_sync_ts) > OFFLINE_TIMEOUT_MS:
-                changes[user_id] = "offline"
-            elif state.state == "online" and now - state.last_active_ts > IDLE_TIMEOUT_MS:
-                changes[user_id] = "unavailable"
-        if changes:
-            await self._update(sorted(changes), lambda old: replace(
-                old, state=changes[old.user_id], currently_active=False))
+        due = sorted(u for u, s in self._states.items() if _timed_out_state(s, now) is not None)
+        if not due:
+            return
+
+        def change(old: UserPresence) -> UserPresence:
+            # Re-checked under the write lock: the user may have acted since the scan.
+            target = _timed_out_state(old, now)
+            return old if target is None else replace(old, state=target, currently_active=False)
+
+        await self._update(due, change)
 
     async def _run_sweep(self) -> None:
         try:
@@ -224,3 +223,14 @@ class PresenceHandler:
         for state in new_states:
             users = await self.hs.room_store.get_users_who_share_room_with(state.user_id)
             self.hs.notifier.notify("presence", state.stream_id, users=users)
+
+
+def _timed_out_state(state: UserPresence, now_ms: int) -> str | None:
+    """The state ``state`` falls to at ``now_ms`` through inactivity, or None if it stays as it is."""
+    if state.state == "offline":
+        return None
+    if now_ms - max(state.last_active_ts, state.last_user_sync_ts) > OFFLINE_TIMEOUT_MS:
+        return "offline"
+    if state.state == "online" and now_ms - state.last_active_ts > IDLE_TIMEOUT_MS:
+        return "unavailable"
+    return None
