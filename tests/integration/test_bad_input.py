@@ -1,0 +1,147 @@
+"""Bad input gets the spec's error and changes nothing (issue 2 item 8)."""
+
+from __future__ import annotations
+
+from tests.integration.roomlib import all_messages, bodies, get_state, users
+from tests.support.client import CS, Api, q, register
+
+
+def _send_path(room: str, txn: str, etype: str = "m.room.message") -> str:
+    return f"rooms/{q(room)}/send/{q(etype)}/{txn}"
+
+
+def _history_ids(user, room: str) -> list[str]:
+    return [e["event_id"] for e in all_messages(user, room)]
+
+
+def test_malformed_json_and_wrong_types(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room(name="unchanged")
+    before = _history_ids(alice, room)
+    cases = [
+        (b"{not json", "M_NOT_JSON"),
+        (b"", "M_NOT_JSON"),
+        (b"\xff\xfe{}", "M_NOT_JSON"),
+        (b"[1, 2]", "M_BAD_JSON"),
+        (b"\"text\"", "M_BAD_JSON"),
+        (b"null", "M_BAD_JSON"),
+    ]
+    for i, (raw, code) in enumerate(cases):
+        r = alice.req("PUT", _send_path(room, f"bad{i}"), raw_body=raw)
+        assert (r.status, r.errcode()) == (400, code), (raw, r.json)
+    for raw in (b"{not json", b"[]"):
+        r = alice.req("POST", "createRoom", raw_body=raw)
+        assert r.status == 400
+    assert _history_ids(alice, room) == before
+
+
+def test_forbidden_json_values_in_content(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    before = _history_ids(alice, room)
+    raws = [
+        b'{"body": "x", "n": 1.5}',
+        b'{"body": "x", "n": NaN}',
+        b'{"body": "x", "n": Infinity}',
+        b'{"body": "x", "n": -Infinity}',
+        b'{"body": "x", "n": 9007199254740992}',
+        b'{"body": "x", "n": -9007199254740992}',
+        b'{"body": "x", "n": 1e3}',
+        b'{"body": "\\ud800"}',
+        b'{"body": "x", "nested": {"deep": [1, 2.0]}}',
+    ]
+    for i, raw in enumerate(raws):
+        r = alice.req("PUT", _send_path(room, f"f{i}"), raw_body=raw)
+        assert r.status == 400 and r.errcode() in ("M_BAD_JSON", "M_NOT_JSON"), (raw, r.status, r.json)
+        assert r.status != 500
+    # Also on state.
+    r = alice.req("PUT", f"rooms/{q(room)}/state/m.room.topic/", raw_body=b'{"topic": "x", "v": 0.5}')
+    assert (r.status, r.errcode()) == (400, "M_BAD_JSON")
+    assert get_state(alice, room, "m.room.topic").status == 404
+    # Edge: the largest safe integers are fine.
+    r = alice.req("PUT", _send_path(room, "edge"), raw_body=b'{"body": "edge", "n": 9007199254740991, '
+                                                            b'"m": -9007199254740991}')
+    assert r.status == 200
+    after = _history_ids(alice, room)
+    assert after[:-1] == before and len(after) == len(before) + 1
+
+
+def test_event_too_large(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    before = _history_ids(alice, room)
+    r = alice.req("PUT", _send_path(room, "big"), {"msgtype": "m.text", "body": "x" * 70000})
+    assert (r.status, r.errcode()) == (413, "M_TOO_LARGE")
+    # The limit is on the whole signed event: content just under 65536 bytes still fails once wrapped.
+    r = alice.req("PUT", _send_path(room, "big2"), {"msgtype": "m.text", "body": "x" * 65400})
+    assert (r.status, r.errcode()) == (413, "M_TOO_LARGE")
+    r = alice.req("PUT", f"rooms/{q(room)}/state/org.tocsin.big/", {"v": "y" * 70000})
+    assert (r.status, r.errcode()) == (413, "M_TOO_LARGE")
+    assert _history_ids(alice, room) == before
+    # Comfortably smaller is fine.
+    assert alice.req("PUT", _send_path(room, "ok"), {"msgtype": "m.text", "body": "x" * 60000}).status == 200
+
+
+def test_unknown_endpoints_and_methods(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    r = alice.req("GET", f"rooms/{q(room)}/no_such_thing")
+    assert (r.status, r.errcode()) == (404, "M_UNRECOGNIZED")
+    r = alice.req("GET", "createRoom")
+    assert (r.status, r.errcode()) == (405, "M_UNRECOGNIZED")
+    r = alice.req("POST", f"rooms/{q(room)}/send/m.room.message/t1", {"body": "x"})
+    assert (r.status, r.errcode()) == (405, "M_UNRECOGNIZED")
+    r = alice.req("DELETE", "sync")
+    assert r.status == 405
+    assert bodies(all_messages(alice, room)) == []
+
+
+def test_bad_tokens_change_nothing(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room(name="tokens")
+    before = _history_ids(alice, room)
+    content = {"msgtype": "m.text", "body": "nope"}
+    path = CS + f"/rooms/{q(room)}/send/m.room.message/tok1"
+    r = api.request("PUT", path, content)
+    assert (r.status, r.errcode()) == (401, "M_MISSING_TOKEN")
+    r = api.request("PUT", path, content, token="syt_not_a_token")
+    assert (r.status, r.errcode()) == (401, "M_UNKNOWN_TOKEN")
+    r = api.request("PUT", CS + f"/rooms/{q(room)}/state/m.room.name/", {"name": "x"}, token="bad")
+    assert (r.status, r.errcode()) == (401, "M_UNKNOWN_TOKEN")
+    r = api.request("GET", CS + "/sync", token="bad")
+    assert (r.status, r.errcode()) == (401, "M_UNKNOWN_TOKEN")
+    r = api.request("POST", CS + "/createRoom", {}, token="bad")
+    assert r.status == 401
+    assert _history_ids(alice, room) == before
+    assert get_state(alice, room, "m.room.name").json == {"name": "tokens"}
+    # A logged-out token stops working.
+    other = api.request("POST", CS + "/login", {"type": "m.login.password", "identifier":
+                                                {"type": "m.id.user", "user": alice.user_id},
+                                                "password": alice.password}).json["access_token"]
+    assert api.request("POST", CS + "/logout", {}, token=other).status == 200
+    r = api.request("PUT", path, content, token=other)
+    assert (r.status, r.errcode()) == (401, "M_UNKNOWN_TOKEN")
+    assert _history_ids(alice, room) == before
+
+
+def test_bad_ids_in_paths(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    for path in (f"rooms/{q('nobang')}/messages", f"rooms/{q('nobang')}/members",
+                 f"rooms/{q(room)}/event/{q('not-an-event')}"):
+        r = alice.req("GET", path)
+        assert 400 <= r.status < 500, (path, r.status)
+    r = alice.req("POST", f"join/{q('neither')}", {})
+    assert r.status == 400
+
+
+def test_refused_membership_changes_nothing(api: Api) -> None:
+    alice, bob, eve = users(api, 3)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    before = _history_ids(alice, room)
+    assert eve.req("POST", f"rooms/{q(room)}/kick", {"user_id": bob.user_id}).status == 403
+    assert bob.req("POST", f"rooms/{q(room)}/ban", {"user_id": alice.user_id}).status == 403
+    assert bob.req("POST", f"rooms/{q(room)}/kick", {"user_id": alice.user_id, "reason": 5}).status == 400
+    assert alice.req("POST", f"rooms/{q(room)}/ban", {"user_id": ["x"]}).status == 400
+    assert _history_ids(alice, room) == before
