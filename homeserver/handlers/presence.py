@@ -100,22 +100,29 @@ class PresenceHandler:
             return {"presence": "offline"}
         return self.format_content(self._current(user_id), self.now_ms())
 
-    async def get_sync_presence(self, user_id: str, since: StreamToken | None,
-                                now: StreamToken) -> list[dict[str, Any]]:
+    async def get_sync_presence(self, user_id: str, since: StreamToken | None, now: StreamToken,
+                                newly_joined_room_ids: frozenset[str] | set[str] = frozenset()
+                                ) -> list[dict[str, Any]]:
         """``m.presence`` events of users sharing a room with ``user_id`` (and the user itself) that changed in
         ``(since.presence, now.presence]``; for an initial sync (``since`` None) every such user who is not
-        offline without a status message."""
+        offline without a status message. Members of ``newly_joined_room_ids`` are sent whatever their last
+        change, since the user has not seen their presence before."""
         if not self.enabled:
             return []
         lower = since.presence if since is not None else 0
         upper = now.presence
-        if since is not None and lower >= upper:
+        newcomers: set[str] = set()
+        for room_id in newly_joined_room_ids:
+            newcomers.update(await self.hs.room_store.get_users_in_room(room_id))
+        if since is not None and lower >= upper and not newcomers:
             return []
         now_ms = self.now_ms()
         events = []
         for other in sorted(await self.hs.room_store.get_users_who_share_room_with(user_id)):
             state = self._states.get(other)
-            if state is None or not lower < state.stream_id <= upper:
+            if state is None or state.stream_id > upper:
+                continue
+            if not lower < state.stream_id and other not in newcomers:
                 continue
             if since is None and state.state == "offline" and state.status_msg is None:
                 continue

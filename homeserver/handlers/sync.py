@@ -156,7 +156,7 @@ class SyncHandler:
         presence = getattr(self.hs, "presence_handler", None)
         if presence is not None:
             response["presence"] = {"events": flt.filter_presence(
-                await presence.get_sync_presence(user_id, since, now))}
+                await presence.get_sync_presence(user_id, since, now, newly_joined))}
         e2e = getattr(self.hs, "e2e_keys_handler", None)
         if e2e is not None:
             parts = await e2e.get_sync_e2e(user_id, requester.device_id, since, now, joined_now, newly_joined,

@@ -104,3 +104,15 @@ def test_sync_set_presence_brings_user_online(api: Api) -> None:
     while b.ok("GET", f"presence/{q(a.user_id)}/status")["presence"] != "online":
         assert time.monotonic() < deadline, "still not online after sending"
         time.sleep(0.1)
+
+
+def test_presence_of_members_arrives_when_a_room_is_newly_shared(api: Api) -> None:
+    a, b = register(api), register(api)
+    a.ok("PUT", f"presence/{q(a.user_id)}/status", {"presence": "online", "status_msg": "primary on call"})
+    since = b.sync(filter={"presence": {"types": ["m.presence"]}})["next_batch"]
+    room = a.create_room(preset="public_chat")
+    b.join(room)
+    got = b.sync(since=since)
+    events = {e["sender"]: e["content"] for e in got["presence"]["events"]}
+    assert events[a.user_id]["presence"] == "online"
+    assert events[a.user_id]["status_msg"] == "primary on call"
