@@ -15,6 +15,8 @@ from typing import Any
 from homeserver.storage.database import Database, Txn
 
 _NOT_REDACTED = "NOT EXISTS (SELECT 1 FROM redactions rd WHERE rd.redacts = r.event_id)"
+# A relation only counts within its parent's room: another room's event cannot add to this room's threads.
+_SAME_ROOM = "JOIN events o ON o.event_id = r.relates_to_id AND o.room_id = r.room_id"
 _CHUNK = 500
 
 
@@ -128,7 +130,8 @@ class RelationsStore:
         if "m.thread" in kinds:
             txn.execute(
                 "SELECT r.relates_to_id, COUNT(*), MAX(r.stream_ordering) FROM event_relations r "
-                f"WHERE {clause} AND r.relation_type = 'm.thread' AND {_NOT_REDACTED} GROUP BY r.relates_to_id",
+                f"{_SAME_ROOM} WHERE {clause} AND r.relation_type = 'm.thread' AND {_NOT_REDACTED} "
+                "GROUP BY r.relates_to_id",
                 params,
             )
             counts = {r[0]: (int(r[1]), int(r[2])) for r in txn.fetchall()}
@@ -147,7 +150,7 @@ class RelationsStore:
                 out.participated.update(r[0] for r in txn.fetchall())
         if "m.reference" in kinds:
             txn.execute(
-                "SELECT r.relates_to_id, r.event_id FROM event_relations r "
+                f"SELECT r.relates_to_id, r.event_id FROM event_relations r {_SAME_ROOM} "
                 f"WHERE {clause} AND r.relation_type = 'm.reference' AND {_NOT_REDACTED} "
                 "ORDER BY r.stream_ordering",
                 params,

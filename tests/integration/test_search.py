@@ -3,11 +3,14 @@ filters, context, groupings, paging, history visibility, redactions, ignored use
 
 from __future__ import annotations
 
+import os
 import secrets
+import sqlite3
 import uuid
 from typing import Any
 
 from tests.support.client import Api, User, q, register
+from tests.support.server import HomeserverProcess
 
 
 def search(user: User, criteria: dict[str, Any], next_batch: str | None = None) -> Any:
@@ -170,3 +173,48 @@ def test_search_bad_input(api: Api) -> None:
     assert r.status == 200 and r.json["search_categories"]["room_events"]["results"] == []
     assert a.ok("POST", "search", {"search_categories": {"future_category": {}}}) == {"search_categories": {}}
     assert a.api.request("POST", "/_matrix/client/v3/search", {"search_categories": {}}).status == 401
+
+
+def _run_sql(hs: HomeserverProcess, statements: list[str]) -> None:
+    if hs.database == "postgres":
+        import psycopg2
+
+        conn = psycopg2.connect(**hs.pg_args)
+        try:
+            with conn, conn.cursor() as cur:
+                for stmt in statements:
+                    cur.execute(stmt)
+        finally:
+            conn.close()
+        return
+    conn = sqlite3.connect(os.path.join(hs.data_dir, "homeserver.db"))
+    try:
+        with conn:
+            for stmt in statements:
+                conn.execute(stmt)
+    finally:
+        conn.close()
+
+
+def test_search_migration_indexes_existing_events(fresh_homeserver: HomeserverProcess) -> None:
+    """A server upgraded to the search migration finds the messages, names and topics it already had (and not
+    the redacted ones)."""
+    hs = fresh_homeserver
+    hs.start()
+    a = register(Api(hs.base_url))
+    w = word()
+    room_id = a.create_room(name=f"bridge {w}", topic=f"topic {w}")
+    kept = a.send(room_id, f"kept {w}")
+    gone = a.send(room_id, f"gone {w}")
+    a.ok("PUT", f"rooms/{q(room_id)}/redact/{q(gone)}/{uuid.uuid4().hex}", {})
+    hs.stop()
+    # Roll the database back to before migration 061, as if these events predated it.
+    _run_sql(hs, ["DROP TABLE event_search", "DELETE FROM schema_migrations WHERE name LIKE '061_search%'"])
+    hs.start()
+    res = room_events(a, {"search_term": w, "order_by": "recent"})
+    assert [(r["result"]["type"], r["result"]["event_id"] == kept) for r in res["results"]] == [
+        ("m.room.message", True), ("m.room.topic", False), ("m.room.name", False)]
+    assert res["count"] == 3
+    # New events are indexed on top of the backfilled ones.
+    fresh = a.send(room_id, f"fresh {w}")
+    assert room_events(a, {"search_term": w, "order_by": "recent"})["results"][0]["result"]["event_id"] == fresh

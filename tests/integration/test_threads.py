@@ -87,3 +87,18 @@ def test_thread_summary_in_sync(api: Api) -> None:
     ev = a.ok("GET", f"rooms/{q(room_id)}/event/{q(root)}")
     assert "m.thread" not in ev.get("unsigned", {}).get("m.relations", {})
     assert threads(a, room_id).json["chunk"] == []
+
+
+def test_relations_from_another_room_do_not_count(api: Api) -> None:
+    a = register(api)
+    room_id = a.create_room()
+    elsewhere = a.create_room()
+    root = a.send(room_id, "incident")
+    for rel_type in ("m.thread", "m.reference"):
+        a.ok("PUT", f"rooms/{q(elsewhere)}/send/m.room.message/{uuid.uuid4().hex}",
+             {"msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": rel_type, "event_id": root}})
+    ev = a.ok("GET", f"rooms/{q(room_id)}/event/{q(root)}")
+    assert "m.relations" not in ev.get("unsigned", {})
+    assert threads(a, room_id).json["chunk"] == []
+    rel = a.ok("GET", f"{V1}/rooms/{q(room_id)}/relations/{q(root)}")
+    assert rel["chunk"] == []
