@@ -88,6 +88,8 @@ class PushHandler:
         self.event_store = hs.event_store
         self._rulesets: OrderedDict[str, PushRuleset] = OrderedDict()
         self._rule_locks: dict[str, defer.DeferredLock] = {}
+        # Bumped by every rule edit: a ruleset read from the database before an edit is not cached after it.
+        self._rules_version = 0
         self._display_names: OrderedDict[str, Any] = OrderedDict()
         # (user_id, room_id) -> [covered_stream_ordering, {thread_id: [notifications, highlights]}]
         self._counts: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
@@ -104,9 +106,11 @@ class PushHandler:
         if ruleset is not None:
             self._rulesets.move_to_end(user_id)
             return ruleset
+        version = self._rules_version
         rules, overrides = await self.store.get_push_rules(user_id)
         ruleset = PushRuleset(user_id, rules, overrides)
-        self._remember_ruleset(user_id, ruleset)
+        if version == self._rules_version:
+            self._remember_ruleset(user_id, ruleset)
         return ruleset
 
     def _remember_ruleset(self, user_id: str, ruleset: PushRuleset) -> None:
@@ -130,8 +134,11 @@ class PushHandler:
         lock = self._rule_locks.setdefault(user_id, defer.DeferredLock())
         await lock.acquire()
         try:
-            await change()
-            self._rulesets.pop(user_id, None)
+            try:
+                await change()
+            finally:
+                self._rules_version += 1
+                self._rulesets.pop(user_id, None)
             content = await self.get_push_rules_content(user_id)
             await self.hs.account_data_store.add_account_data(user_id, "", "m.push_rules", content)
         finally:
@@ -215,12 +222,25 @@ class PushHandler:
         return names
 
     async def _rulesets_for(self, users: Iterable[str]) -> dict[str, PushRuleset]:
-        out = {}
+        out: dict[str, PushRuleset] = {}
+        missing = []
         for user_id in users:
             ruleset = self._rulesets.get(user_id)
             if ruleset is None:
-                ruleset = await self.get_ruleset(user_id)
-            out[user_id] = ruleset
+                missing.append(user_id)
+            else:
+                out[user_id] = ruleset
+        if missing:
+            version = self._rules_version
+            loaded = await self.store.get_push_rules_for_users(missing)
+            for user_id, (rules, overrides) in loaded.items():
+                ruleset = self._rulesets.get(user_id)
+                if ruleset is None:
+                    ruleset = PushRuleset(user_id, rules, overrides)
+                    # Cache only if no edit committed while we read: it could be older than the DB now.
+                    if version == self._rules_version:
+                        self._remember_ruleset(user_id, ruleset)
+                out[user_id] = ruleset
         return out
 
     async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> _Prepared | None:

@@ -125,6 +125,36 @@ class PushStore:
 
         return await self.db.run_interaction("get_push_rules", _txn)
 
+    async def get_push_rules_for_users(
+            self, user_ids: Sequence[str]) -> dict[str, tuple[list[JsonDict], dict[str, JsonDict]]]:
+        """:meth:`get_push_rules` of many users in two queries per 500 users (cold caches of a big room).
+        Users without any change map to ``([], {})``."""
+
+        def _txn(txn: Txn) -> dict[str, tuple[list[JsonDict], dict[str, JsonDict]]]:
+            out: dict[str, tuple[list[JsonDict], dict[str, JsonDict]]] = {u: ([], {}) for u in user_ids}
+            for i in range(0, len(user_ids), 500):
+                clause, params = txn.in_list("user_id", list(user_ids[i:i + 500]))
+                txn.execute(
+                    f"SELECT user_id, kind, rule_id, priority, rule_json, enabled FROM push_rules WHERE {clause} "
+                    "ORDER BY user_id, kind, priority DESC", params)
+                for user_id, kind, rule_id, priority, rule_json, enabled in txn.fetchall():
+                    rule = json.loads(rule_json)
+                    rule.update(kind=kind, rule_id=rule_id, priority=int(priority), enabled=bool(enabled))
+                    out[user_id][0].append(rule)
+                txn.execute(
+                    f"SELECT user_id, rule_id, enabled, actions_json FROM push_rule_default_overrides WHERE {clause}",
+                    params)
+                for user_id, rule_id, enabled, actions_json in txn.fetchall():
+                    change: JsonDict = {}
+                    if enabled is not None:
+                        change["enabled"] = bool(enabled)
+                    if actions_json is not None:
+                        change["actions"] = json.loads(actions_json)
+                    out[user_id][1][rule_id] = change
+            return out
+
+        return await self.db.run_interaction("get_push_rules_for_users", _txn)
+
     async def put_push_rule(self, user_id: str, rule: JsonDict, before: str | None, after: str | None) -> None:
         """Add or replace one of the user's own rules (``rule`` from :func:`homeserver.push.validate_rule`).
 
