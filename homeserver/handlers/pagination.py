@@ -67,6 +67,7 @@ class PaginationHandler:
             filtered = events
             events_scanned = events
         visible = await self.visibility.filter_events_for_user(user_id, filtered)
+        visible = self.visibility.drop_ignored(visible, await self.visibility.get_ignored_users(user_id))
         body: dict[str, Any] = {
             "chunk": await self.serializer.serialize(
                 visible, requester,
@@ -106,8 +107,9 @@ class PaginationHandler:
         if event_filter is not None:
             before = event_filter.filter_room_timeline(before)
             after = event_filter.filter_room_timeline(after)
-        before = await self.visibility.filter_events_for_user(user_id, before)
-        after = await self.visibility.filter_events_for_user(user_id, after)
+        ignored = await self.visibility.get_ignored_users(user_id)
+        before = self.visibility.drop_ignored(await self.visibility.filter_events_for_user(user_id, before), ignored)
+        after = self.visibility.drop_ignored(await self.visibility.filter_events_for_user(user_id, after), ignored)
         start_pos = (before[-1].internal_metadata["stream_ordering"] - 1) if before else pos - 1
         end_pos = after[-1].internal_metadata["stream_ordering"] if after else pos
         state_pos = end_pos

@@ -86,12 +86,11 @@ class SyncHandler:
             if since is None or config.full_state or now.account_data > since.account_data:
                 global_ad, room_ad = await ad_store.get_updated_account_data(user_id, from_pos, now.account_data)
 
-        ignored = set()
         ignored_content = global_ad.get("m.ignored_user_list")
-        if ignored_content is None and ad_store is not None and global_ad is not None:
-            ignored_content = await self._get_ignored(user_id)
         if isinstance(ignored_content, dict) and isinstance(ignored_content.get("ignored_users"), dict):
             ignored = set(ignored_content["ignored_users"])
+        else:
+            ignored = await self.visibility.get_ignored_users(user_id)
 
         memberships = await self.room_store.get_rooms_with_membership(
             user_id, ("join", "invite", "leave", "ban", "knock"))
@@ -169,9 +168,6 @@ class SyncHandler:
             response.update(parts)
         return response
 
-    async def _get_ignored(self, user_id: str) -> Any:
-        return await self.hs.account_data_store.get_account_data(user_id, "", "m.ignored_user_list")
-
     # -- rooms -------------------------------------------------------------------------------------------------
 
     async def _timeline(self, requester: Requester, room_id: str, lower: int, upper: int, flt: Filter,
@@ -191,8 +187,7 @@ class SyncHandler:
             if not raw:
                 break
             kept = flt.filter_room_timeline(raw)
-            if ignored:
-                kept = [e for e in kept if e.sender not in ignored or e.is_state()]
+            kept = self.visibility.drop_ignored(kept, ignored)
             kept = await self.visibility.filter_events_for_user(requester.user_id, kept)
             collected.extend(kept)
             if len(collected) > limit:

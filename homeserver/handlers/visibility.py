@@ -21,8 +21,25 @@ from homeserver.http.errors import ForbiddenError
 
 class VisibilityHandler:
     def __init__(self, hs: Any) -> None:
+        self.hs = hs
         self.room_store = hs.room_store
         self.event_store = hs.event_store
+
+    async def get_ignored_users(self, user_id: str) -> set[str]:
+        """Users in ``user_id``'s ``m.ignored_user_list`` account data (spec: "Ignoring Users")."""
+        store = getattr(self.hs, "account_data_store", None)
+        if store is None:
+            return set()
+        content = await store.get_account_data(user_id, "", "m.ignored_user_list")
+        ignored = content.get("ignored_users") if isinstance(content, dict) else None
+        return set(ignored) if isinstance(ignored, dict) else set()
+
+    @staticmethod
+    def drop_ignored(events: list[Event], ignored: set[str]) -> list[Event]:
+        """``events`` without the messages of ignored senders (their state events stay: they shape the room)."""
+        if not ignored:
+            return events
+        return [e for e in events if e.sender not in ignored or e.is_state()]
 
     async def _visibility_history(self, room_id: str) -> tuple[list[int], list[str]]:
         entries = await self.room_store.get_state_history(room_id, "m.room.history_visibility", "")

@@ -56,3 +56,21 @@ def test_invites_from_ignored_users_hidden(api: Api) -> None:
     invites = a.sync(since=since)["rooms"]["invite"]
     assert set(invites) == {friend_room}
     assert set(a.sync()["rooms"]["invite"]) == {friend_room}
+
+
+def test_messages_and_context_hide_ignored_users(api: Api) -> None:
+    a, b, c = register(api), register(api), register(api)
+    room = a.create_room(preset="public_chat")
+    b.join(room)
+    c.join(room)
+    first = b.send(room, "from b")
+    c.send(room, "from c")
+    a.ok("PUT", f"user/{q(a.user_id)}/account_data/m.ignored_user_list", {"ignored_users": {b.user_id: {}}})
+    chunk = a.ok("GET", f"rooms/{q(room)}/messages", params={"dir": "b", "limit": 50})["chunk"]
+    bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
+    assert bodies == ["from c"]
+    assert any(e["type"] == "m.room.member" and e["state_key"] == b.user_id for e in chunk)
+    ctx = a.ok("GET", f"rooms/{q(room)}/context/{q(first)}", params={"limit": 10})
+    around = [e["content"].get("body") for e in ctx["events_before"] + ctx["events_after"]
+              if e["type"] == "m.room.message"]
+    assert around == ["from c"]
