@@ -67,6 +67,7 @@ class AppServices:
             s.id: AppServiceSender(hs, s, self.store, self.api, counts.get(s.id, 0)) for s in self.services
         }
         self._typing_position = 0
+        self._receipts_position = 0
         if self.services:
             hs.event_creation_handler.add_persist_hook(self)
             hs.notifier.add_stream_listener(self._on_stream)
@@ -76,6 +77,8 @@ class AppServices:
                                                               for s in self.services))
 
     def _kick_all(self) -> None:
+        # Receipts stored before this start are old news: only changes from now on go to appservices.
+        self._receipts_position = self.hs.stream_positions.current_token().receipts
         for sender in self.senders.values():
             sender.kick()
 
@@ -278,23 +281,46 @@ class AppServices:
             # After this call returns the event's position is marked done, so the sender can read it.
             self.clock.callLater(0, sender.kick)
 
-    # -- ephemeral data (typing) ---------------------------------------------------------------------------------
+    # -- ephemeral data (typing, receipts) -----------------------------------------------------------------------
 
     def _on_stream(self, stream: str, position: int) -> None:
-        if stream != "typing" or not any(s.receive_ephemeral and s.url for s in self.services):
+        if stream not in ("typing", "receipts") or not any(s.receive_ephemeral and s.url for s in self.services):
             return
-        typing = getattr(self.hs, "typing_handler", None)
-        if typing is None:
+        if stream == "typing":
+            typing = getattr(self.hs, "typing_handler", None)
+            if typing is None:
+                return
+            since, self._typing_position = self._typing_position, max(self._typing_position, position)
+            for room_id in _rooms_changed_since(typing, "_room_serial", since):
+                edu = {"type": "m.typing", "room_id": room_id,
+                       "content": {"user_ids": typing.typing_users(room_id)}}
+                self.clock.callLater(0, self._route_ephemeral, room_id, edu)
             return
-        since, self._typing_position = self._typing_position, max(self._typing_position, position)
-        rooms_changed = getattr(typing, "rooms_changed_since", None)
-        if rooms_changed is not None:
-            rooms = list(rooms_changed(since))
-        else:  # until the typing handler offers rooms_changed_since(position)
-            rooms = [r for r, pos in getattr(typing, "_room_serial", {}).items() if pos > since]
-        for room_id in rooms:
-            edu = {"type": "m.typing", "room_id": room_id, "content": {"user_ids": typing.typing_users(room_id)}}
-            self.clock.callLater(0, self._route_ephemeral, room_id, edu)
+        receipts = getattr(self.hs, "receipts_handler", None)
+        store = getattr(receipts, "store", None)
+        if store is None or not hasattr(store, "get_room_receipts"):
+            return
+        since, self._receipts_position = self._receipts_position, max(self._receipts_position, position)
+        for room_id in _rooms_changed_since(store, "_room_last", since):
+            self.clock.callLater(0, self._route_receipts, store, room_id, since, position)
+
+    def _route_receipts(self, store: Any, room_id: str, since: int, position: int) -> None:
+        async def _build() -> None:
+            content: dict[str, Any] = {}
+            for r in await store.get_room_receipts(room_id, since, position):
+                if r.receipt_type == "m.read.private":
+                    continue  # private receipts are for their owner only
+                data: dict[str, Any] = {"ts": r.ts}
+                if r.thread_id is not None:
+                    data["thread_id"] = r.thread_id
+                content.setdefault(r.event_id, {}).setdefault(r.receipt_type, {})[r.user_id] = data
+            if content:
+                self._route_ephemeral(room_id, {"type": "m.receipt", "room_id": room_id, "content": content})
+
+        from twisted.internet import defer
+
+        defer.ensureDeferred(_build()).addErrback(lambda f: logger.error("receipt routing failed: %s",
+                                                                         f.getTraceback()))
 
     def _route_ephemeral(self, room_id: str, edu: dict[str, Any]) -> None:
         async def _route() -> None:
@@ -313,6 +339,15 @@ class AppServices:
         """Hand an ephemeral event of ``room_id`` (e.g. an ``m.receipt`` with ``room_id`` set) to the interested
         appservices with ``receive_ephemeral``. For the receipts handler to call after it stored a receipt."""
         self._route_ephemeral(room_id, edu)
+
+
+def _rooms_changed_since(source: Any, fallback_attr: str, since: int) -> list[str]:
+    """Rooms whose typing/receipts changed after stream position ``since``: the source's public
+    ``rooms_changed_since(position)`` if it has one, else its per-room position map."""
+    method = getattr(source, "rooms_changed_since", None)
+    if method is not None:
+        return list(method(since))
+    return [room_id for room_id, pos in dict(getattr(source, fallback_attr, {})).items() if pos > since]
 
 
 def _canonical_aliases(content: dict[str, Any]) -> list[str]:

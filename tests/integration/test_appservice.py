@@ -157,13 +157,27 @@ def test_appservice_answering_500_gets_every_event_exactly_once(setup: Setup) ->
     assert first_txn in receiver.processed_txns
 
 
-def test_ephemeral_typing_reaches_appservice(setup: Setup) -> None:
+def test_ephemeral_typing_and_receipts_reach_appservice(setup: Setup) -> None:
     alice = register(setup.api)
     room_id = setup.room_with_bot(alice)
     alice.ok("PUT", f"rooms/{q(room_id)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 10000})
     assert setup.receiver.wait_for(lambda r: any(
         e.get("type") == "m.typing" and e.get("room_id") == room_id and alice.user_id in e["content"]["user_ids"]
         for e in r.ephemeral), timeout=15)
+    event_id = alice.send(room_id, "read me")
+    alice.ok("POST", f"rooms/{q(room_id)}/receipt/m.read/{q(event_id)}", {})
+    alice.ok("POST", f"rooms/{q(room_id)}/receipt/m.read.private/{q(event_id)}", {})
+    assert setup.receiver.wait_for(lambda r: any(
+        e.get("type") == "m.receipt" and e.get("room_id") == room_id
+        and alice.user_id in e["content"].get(event_id, {}).get("m.read", {}) for e in r.ephemeral), timeout=15)
+    time.sleep(0.5)
+    assert not any(e.get("type") == "m.receipt" and "m.read.private" in e["content"].get(event_id, {})
+                   for e in setup.receiver.ephemeral)
+    # A room the appservice has no interest in: no typing from it.
+    other = alice.create_room()
+    alice.ok("PUT", f"rooms/{q(other)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 10000})
+    time.sleep(0.5)
+    assert not any(e.get("room_id") == other for e in setup.receiver.ephemeral)
 
 
 def test_metrics_per_appservice(setup: Setup) -> None:
