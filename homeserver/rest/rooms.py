@@ -47,7 +47,7 @@ def _check_user_id(user_id: Any, name: str = "user_id") -> str:
 def parse_event_filter(request: Any, name: str = "filter") -> Any:
     """A RoomEventFilter from a JSON query parameter, or None."""
     raw = parse_string(request, name)
-    if raw is None:
+    if not raw:  # an empty ?filter= means no filter, as clients that always send the key expect
         return None
     try:
         value = json.loads(raw)

@@ -175,3 +175,53 @@ def test_sending_refused_outside_and_below_power(api: Api) -> None:
     r = send_raw(eve, room, {"msgtype": "m.text", "body": "x"})
     assert (r.status, r.errcode()) == (403, "M_FORBIDDEN")
     assert "x" not in bodies(all_messages(alice, room))
+
+
+def test_concurrent_retries_of_one_txn_make_one_event(api: Api) -> None:
+    import threading
+
+    alice = register(api)
+    room = alice.create_room()
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def retry() -> None:
+        r = send_raw(alice, room, {"msgtype": "m.text", "body": "page the DBA"}, txn_id="same-txn")
+        with lock:
+            results.append(r.json["event_id"] if r.status == 200 else f"error {r.status}")
+
+    threads = [threading.Thread(target=retry) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(set(results)) == 1 and results[0].startswith("$"), results
+    assert bodies(all_messages(alice, room)) == ["page the DBA"]
+
+
+def test_empty_filter_param_means_no_filter(api: Api) -> None:
+    """Regression (schemathesis): ``?filter=`` (empty) was a 400 on /messages and /context."""
+    alice = register(api)
+    room = alice.create_room()
+    eid = alice.send(room, "unfiltered")
+    r = messages(alice, room, limit=1, filter="")
+    assert r.status == 200 and bodies(r.json["chunk"]) == ["unfiltered"]
+    r = alice.req("GET", f"rooms/{q(room)}/context/{q(eid)}", params={"filter": ""})
+    assert r.status == 200 and r.json["event"]["event_id"] == eid
+
+
+def test_depth_and_prev_events_form_a_line(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    for i in range(3):
+        alice.send(room, f"d{i}")
+    sync = alice.sync(filter={"event_format": "federation", "room": {"timeline": {"limit": 50}}})
+    room_part = sync["rooms"]["join"][room]
+    events = room_part["state"]["events"] + room_part["timeline"]["events"]
+    events.sort(key=lambda e: e["depth"])
+    assert events[0]["type"] == "m.room.create" and events[0]["prev_events"] == []
+    # Linear history: each event's only prev_event is the one before it, and depth grows by one.
+    for prev, ev in zip(events, events[1:]):
+        assert ev["prev_events"] == [prev["event_id"]]
+        assert ev["depth"] == prev["depth"] + 1
+    assert bodies(events)[-3:] == ["d0", "d1", "d2"]

@@ -279,3 +279,68 @@ def test_nothing_delivered_twice_or_lost_across_sync_chain(api: Api) -> None:
             received.extend(e["event_id"] for e in tl["events"])
         token = s["next_batch"]
     assert received == sent
+
+
+def test_rejoin_after_leave_gets_full_state_and_no_missed_events(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat", name="rejoin")
+    bob.join(room)
+    bob.ok("POST", f"rooms/{q(room)}/leave", {})
+    token = bob.sync()["next_batch"]
+    alice.send(room, "while away")
+    put_state(alice, room, "m.room.topic", {"topic": "changed while away"})
+    bob.join(room)
+    alice.send(room, "welcome back")
+    s = bob.sync(since=token)
+    joined = s["rooms"]["join"][room]
+    state = {(e["type"], e["state_key"]): e for e in joined["state"]["events"] + joined["timeline"]["events"]
+             if "state_key" in e}
+    assert state[("m.room.topic", "")]["content"] == {"topic": "changed while away"}
+    assert state[("m.room.name", "")]["content"] == {"name": "rejoin"}
+    assert bodies(joined["timeline"]["events"])[-1] == "welcome back"
+    assert room not in s["rooms"]["leave"]
+
+
+def test_ban_shows_in_leave_section(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    token = bob.sync()["next_batch"]
+    alice.ok("POST", f"rooms/{q(room)}/ban", {"user_id": bob.user_id, "reason": "flood"})
+    alice.send(room, "after ban")
+    s = bob.sync(since=token)
+    left = s["rooms"]["leave"][room]
+    last = left["timeline"]["events"][-1]
+    assert last["content"]["membership"] == "ban" and last["state_key"] == bob.user_id
+    assert "after ban" not in bodies(left["timeline"]["events"])
+
+
+def test_rejected_and_rescinded_invites(api: Api) -> None:
+    alice, bob, carol = users(api, 3)
+    r1 = alice.create_room()
+    r2 = alice.create_room()
+    token = bob.sync()["next_batch"]
+    alice.invite(r1, bob.user_id)
+    alice.invite(r2, bob.user_id)
+    s = bob.sync(since=token)
+    assert {r1, r2} <= set(s["rooms"]["invite"])
+    bob.ok("POST", f"rooms/{q(r1)}/leave", {})  # reject
+    alice.ok("POST", f"rooms/{q(r2)}/kick", {"user_id": bob.user_id})  # rescind
+    s2 = bob.sync(since=s["next_batch"])
+    assert {r1, r2} <= set(s2["rooms"]["leave"])
+    assert not ({r1, r2} & set(s2["rooms"]["invite"]))
+    # An outsider never hears of either room.
+    assert not ({r1, r2} & set(carol.sync()["rooms"]["join"]) | set(carol.sync()["rooms"]["leave"]))
+
+
+def test_sync_timeline_limit_zero_and_state_filter(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room(name="zero", topic="t")
+    token = alice.sync()["next_batch"]
+    alice.send(room, "hidden by limit")
+    s = alice.sync(since=token, filter={"room": {"timeline": {"limit": 0}}})
+    tl = s["rooms"]["join"][room]["timeline"]
+    assert tl["events"] == [] and tl["limited"] is True
+    s = alice.sync(filter={"room": {"state": {"types": ["m.room.name"]}, "timeline": {"limit": 1}}})
+    state = s["rooms"]["join"][room]["state"]["events"]
+    assert {e["type"] for e in state} == {"m.room.name"}
