@@ -25,6 +25,7 @@ from homeserver.push import (
     PushRuleEvaluator,
     PushRuleset,
     actions_to_counts,
+    strip_legacy_actions,
     check_default_rule_exists,
     check_kind,
     validate_actions_body,
@@ -41,7 +42,22 @@ MAIN_THREAD = "main"
 _RULESET_CACHE_SIZE = 100_000
 _COUNTS_CACHE_SIZE = 200_000
 _DISPLAY_NAME_CACHE_SIZE = 200_000
+_ACTIONS_MEMO_SIZE = 100_000
 _NO_NAME = object()
+#: A user ID no event can mention, name or invite (NUL is not allowed in user IDs).
+_SENTINEL_USER = "@\0:\0"
+#: The default rules whose conditions depend on the member (their ID, localpart or display name).
+_USER_DEPENDENT_RULES = frozenset({
+    ".m.rule.invite_for_me", ".m.rule.is_user_mention", ".m.rule.contains_display_name",
+    ".m.rule.contains_user_name",
+})
+
+
+def _build_ruleset(user_id: str, rules: list[JsonDict], overrides: dict[str, JsonDict]) -> PushRuleset:
+    ruleset = PushRuleset(user_id, rules, overrides)
+    # Marks the fast path of PushHandler.prepare: the ruleset is exactly the server defaults.
+    ruleset.defaults_only = not rules and not overrides  # type: ignore[attr-defined]
+    return ruleset
 
 
 def thread_id_of(event: Event) -> str:
@@ -96,6 +112,11 @@ class PushHandler:
         # Queries in flight per key: new actions are recorded for them so their result can be completed.
         self._counts_inflight: dict[tuple[str, str], list[list[tuple[int, str, int]]]] = {}
         self._counts_gen: dict[tuple[str, str], int] = {}
+        self._actions_memo: dict[int, tuple[list[Any], tuple[bool, int, str]]] = {}
+        self._sentinel_rules = PushRuleset(_SENTINEL_USER).evaluation_rules()
+        self._sentinel_positions = {rule["rule_id"]: i for i, rule in enumerate(self._sentinel_rules)}
+        self._dependent_positions = sorted(
+            self._sentinel_positions[r] for r in _USER_DEPENDENT_RULES if r in self._sentinel_positions)
         hs.event_creation_handler.add_persist_hook(self)
 
     # -- rulesets ----------------------------------------------------------------------------------------------
@@ -108,7 +129,7 @@ class PushHandler:
             return ruleset
         version = self._rules_version
         rules, overrides = await self.store.get_push_rules(user_id)
-        ruleset = PushRuleset(user_id, rules, overrides)
+        ruleset = _build_ruleset(user_id, rules, overrides)
         if version == self._rules_version:
             self._remember_ruleset(user_id, ruleset)
         return ruleset
@@ -236,12 +257,26 @@ class PushHandler:
             for user_id, (rules, overrides) in loaded.items():
                 ruleset = self._rulesets.get(user_id)
                 if ruleset is None:
-                    ruleset = PushRuleset(user_id, rules, overrides)
+                    ruleset = _build_ruleset(user_id, rules, overrides)
                     # Cache only if no edit committed while we read: it could be older than the DB now.
                     if version == self._rules_version:
                         self._remember_ruleset(user_id, ruleset)
                 out[user_id] = ruleset
         return out
+
+    def _encode_actions(self, actions: list[Any]) -> tuple[bool, int, str]:
+        """``(notify, highlight 0/1, JSON)`` of a rule's actions, memoised by the list's identity (rulesets are
+        immutable, so the same list always means the same actions)."""
+        memo = self._actions_memo.get(id(actions))
+        if memo is not None and memo[0] is actions:
+            return memo[1]
+        clean = strip_legacy_actions(actions)
+        notify, highlight = actions_to_counts(clean)
+        value = (notify, int(highlight), json.dumps(clean, separators=(",", ":")))
+        if len(self._actions_memo) > _ACTIONS_MEMO_SIZE:
+            self._actions_memo.clear()
+        self._actions_memo[id(actions)] = (actions, value)
+        return value
 
     async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> _Prepared | None:
         """Evaluate ``event`` for every joined member except the sender (plus the invitee of an invite).
@@ -287,19 +322,28 @@ class PushHandler:
         pushers = getattr(self.hs, "pusher_handler", None)
         actions_out: list[tuple[str, int, str]] = []
         pushes: list[tuple[str, str, str, str]] = []
-        encoded: dict[int, str] = {}
+        # Members who never changed a rule share the default ruleset except for the rules naming them: evaluate
+        # it once for a user nobody mentions, then per member only the rules naming them that come before it.
+        template = evaluator.match(self._sentinel_rules, _SENTINEL_USER, None)
+        cut = self._sentinel_positions[template["rule_id"]] if template is not None else len(self._sentinel_rules)
+        dependent = [j for j in self._dependent_positions if j < cut]
+        template_actions = template["actions"] if template is not None else None
         for user_id in targets:
-            actions = evaluator.run(rulesets[user_id].evaluation_rules(), user_id, names.get(user_id))
+            ruleset = rulesets[user_id]
+            rules = ruleset.evaluation_rules()
+            if getattr(ruleset, "defaults_only", False):
+                rule = evaluator.match([rules[j] for j in dependent], user_id, names.get(user_id)) \
+                    if dependent else None
+                actions = rule["actions"] if rule is not None else template_actions
+            else:
+                rule = evaluator.match(rules, user_id, names.get(user_id))
+                actions = rule["actions"] if rule is not None else None
             if not actions:
                 continue
-            notify, highlight = actions_to_counts(actions)
+            notify, highlight, text = self._encode_actions(actions)
             if not notify:
                 continue
-            text = encoded.get(id(actions))
-            if text is None:
-                text = json.dumps(actions, separators=(",", ":"))
-                encoded[id(actions)] = text
-            actions_out.append((user_id, int(highlight), text))
+            actions_out.append((user_id, highlight, text))
             if pushers is not None:
                 for app_id, pushkey in pushers.pusher_keys_for(user_id):
                     pushes.append((user_id, app_id, pushkey, text))
