@@ -19,7 +19,9 @@ class TypingHandler:
         self._typing: dict[str, dict[str, float]] = {}  # room_id -> user_id -> expiry (s)
         self._room_serial: dict[str, int] = {}
         self._timers: dict[tuple[str, str], Any] = {}
-        self.stream_ids = StreamIdGenerator(0)
+        # Typing is not persisted, so after a restart its positions must still exceed those in the sync tokens
+        # clients hold: start from the wall clock (ms), which outruns any earlier run's count of changes.
+        self.stream_ids = StreamIdGenerator(int(self.clock.seconds() * 1000))
         hs.stream_positions.register("typing", self.stream_ids)
 
     def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int = 30_000) -> None:
@@ -45,6 +47,10 @@ class TypingHandler:
         self.stream_ids.mark_done(position)
         self._room_serial[room_id] = position
         self.hs.notifier.notify("typing", position, rooms=[room_id])
+
+    def rooms_changed_since(self, position: int) -> list[str]:
+        """Rooms whose typing list changed after ``position`` of the ``typing`` stream."""
+        return [room_id for room_id, pos in self._room_serial.items() if pos > position]
 
     def typing_users(self, room_id: str) -> list[str]:
         return sorted(self._typing.get(room_id, {}))

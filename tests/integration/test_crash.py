@@ -57,3 +57,22 @@ def test_acknowledged_events_survive_sigkill(fresh_homeserver) -> None:
     assert len(positions) == len(set(positions))
     sync = bob.sync()
     assert sync["rooms"]["join"][room]["timeline"]["events"][-1]["event_id"] == new_id
+
+
+def test_sync_token_from_before_restart_still_gets_typing(fresh_homeserver) -> None:
+    """Typing lives in memory; a restart must not make old sync tokens skip the next typing notifications."""
+    hs = fresh_homeserver.start()
+    api = Api(hs.base_url)
+    alice, bob = register(api), register(api)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    path = f"rooms/{q(room)}/typing/{q(alice.user_id)}"
+    for typing in (True, False, True, False):
+        alice.ok("PUT", path, {"typing": typing, "timeout": 30000})
+    token = bob.sync()["next_batch"]
+    hs.stop()
+    hs.start()
+    alice.ok("PUT", path, {"typing": True, "timeout": 30000})
+    s = bob.sync(since=token, timeout=3000)
+    ephemeral = s["rooms"]["join"].get(room, {}).get("ephemeral", {}).get("events", [])
+    assert {"type": "m.typing", "content": {"user_ids": [alice.user_id]}} in ephemeral
