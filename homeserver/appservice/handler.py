@@ -291,7 +291,7 @@ class AppServices:
             if typing is None:
                 return
             since, self._typing_position = self._typing_position, max(self._typing_position, position)
-            for room_id in _rooms_changed_since(typing, "_room_serial", since):
+            for room_id in typing.rooms_changed_since(since):
                 edu = {"type": "m.typing", "room_id": room_id,
                        "content": {"user_ids": typing.typing_users(room_id)}}
                 self.clock.callLater(0, self._route_ephemeral, room_id, edu)

@@ -46,6 +46,16 @@ class PersistHook(Protocol):
     def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None: ...
 
 
+def _is_rate_limited(requester: Requester) -> bool:
+    """Spec (Application Service API, registration ``rate_limited``): an appservice's own sender is never limited;
+    users it masquerades as are, unless its registration says ``rate_limited: false``."""
+    service = requester.app_service
+    if service is None:
+        return True
+    sender = getattr(service, "sender", None)
+    return bool(getattr(service, "rate_limited", True)) and requester.user_id != sender
+
+
 class EventCreationHandler:
     """Builds and sends events. Attributes of ``hs`` used: clock, config, signing_key, hostname, db, event_store,
     room_store, notifier."""
@@ -123,7 +133,7 @@ class EventCreationHandler:
     async def _create_and_send(self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
                                state_key: str | None, txn_key: tuple[str, str, str] | None, redacts: str | None,
                                ratelimit: bool) -> Event:
-        if ratelimit and requester.app_service is None:
+        if ratelimit and _is_rate_limited(requester):
             self.message_ratelimiter.check(requester.user_id)
         if redacts is not None:
             target = await self.event_store.get_event(redacts)
