@@ -2,14 +2,16 @@
 
 Uses intentional mentions (``m.mentions``, spec "Client-Server API > User and room mentions", v1.7+) so clients
 notify exactly the paged user (or the whole room for room targets with ``"room": true``). Sending is delegated to
-``send_message(room_id, content) -> Deferred[event_id]`` supplied by the application service that owns the AS
-token, so this package has no client-server plumbing of its own. The event ID is the provider ID: read receipts
-on it count as the person reading the page.
+``send_message(room_id, content, txn_id) -> Deferred[event_id]`` supplied by the application service that owns
+the AS token, so this package has no client-server plumbing of its own. ``txn_id`` is derived from the page ID, so
+a retried or (after a crash) resent page is deduplicated by the homeserver (spec: "Transaction identifiers"). The
+event ID is the provider ID: read receipts on it count as the person reading the page.
 """
 
 from __future__ import annotations
 
 import html
+import uuid
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -17,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from appservices.channels.base import AttemptRecorder, BaseChannel, DeliveryError, PageMessage, Recipient
 
-SendMessage = Callable[[str, dict[str, Any]], "defer.Deferred[str]"]
+SendMessage = Callable[[str, dict[str, Any], str], "defer.Deferred[str]"]
 
 
 def mention_content(recipient: Recipient, message: PageMessage) -> dict[str, Any]:
@@ -54,5 +56,7 @@ class MatrixMentionChannel(BaseChannel):
         room = recipient.user_id if recipient.user_id.startswith("!") else (recipient.room_id or message.room_id)
         if not room:
             raise DeliveryError(f"no room to mention {recipient.user_id} in", permanent=True)
-        event_id = yield self.send_message(room, mention_content(recipient, message))
+        # One transaction ID per page and recipient: retries and resends after a restart post the event once.
+        txn_id = f"tocsin-page-{message.page_id or uuid.uuid4().hex}-{recipient.user_id}"
+        event_id = yield self.send_message(room, mention_content(recipient, message), txn_id)
         return event_id

@@ -12,8 +12,11 @@ has not read gets the next channel (matrix -> sms -> voice); a person who read b
 reminder every ``reminder`` (default ``read_timeout``).
 
 Every state change runs in one store transaction that also claims the timer that caused it, records the pages and
-inserts the follow-up timers; the sends happen after the commit. Timers are re-armed from the store by
-:meth:`EscalationEngine.start`, so after a restart pending escalations fire at their time, once.
+inserts the follow-up timers; the sends happen after the commit. Transactions run through
+:meth:`EscalationStore.run` (on the store's database thread once the store is started, so the reactor never waits
+for the disk); every public input therefore returns a Deferred that fires once the change is committed and its
+pages are handed to their channels. Timers are re-armed from the store by :meth:`EscalationEngine.start`, so after
+a restart pending escalations fire at their time, once.
 """
 
 from __future__ import annotations
@@ -123,13 +126,13 @@ class EscalationEngine:
     # ---- lifecycle -----------------------------------------------------------------------------------------------
 
     def start(self) -> "defer.Deferred[None]":
-        """Re-arm every pending timer from the store and resend pages queued before a crash."""
+        """Re-arm every pending timer from the store (overdue ones fire at once) and resend pages queued before a
+        crash. Fires when that is done."""
         self._started = True
-        for timer in self.store.pending_timers():
-            self._arm(timer)
         effects = _Effects()
 
         def resume(txn: Txn) -> None:
+            effects.arm.extend(self.store.pending_timers_in(txn))
             for page in self.store.queued_pages(txn):
                 inc = self.store.get_incident(txn, page["incident_id"])
                 if inc is None:
@@ -138,8 +141,9 @@ class EscalationEngine:
                 effects.sends.append((page["page_id"], page["channel"], to,
                                       self._message(inc, page["tier_index"], page["purpose"], page["page_id"])))
 
-        self.store.transaction(resume)
-        return self._apply(effects)
+        d = self.store.run(resume)
+        d.addCallback(lambda _: self._apply(effects))
+        return d
 
     def stop(self) -> None:
         """Cancel in-memory timers (their rows stay pending for the next start)."""
@@ -153,12 +157,13 @@ class EscalationEngine:
 
     def incident_opened(self, incident_id: str, *, priority: str, summary: str, room_id: str | None = None,
                         alert_event_id: str | None = None, route: str | None = None,
-                        alert_key: str | None = None) -> "defer.Deferred[None]":
+                        alert_key: str | None = None, policy_name: str | None = None) -> "defer.Deferred[None]":
         """An incident opened (or the same alert fired again).
 
-        A new or resolved incident starts escalating at tier 1 of the policy for ``priority``. Every call counts
-        as one firing of ``alert_key`` (default: ``incident_id``) for the policy's "N times within W" rules.
-        Fires when the resulting pages were handed to their channels.
+        A new or resolved incident starts escalating at tier 1 of ``policy_name`` (the route's policy) when that
+        names a configured policy, else of the policy for ``priority`` (``priorities``, then ``default_policy``).
+        Every call counts as one firing of ``alert_key`` (default: ``incident_id``) for the policy's "N times
+        within W" rules. Fires when the resulting pages were handed to their channels.
         """
         key = alert_key or incident_id
 
@@ -166,7 +171,10 @@ class EscalationEngine:
             now = self._now_ms()
             inc = self.store.get_incident(txn, incident_id)
             if inc is None or inc["state"] == RESOLVED:
-                policy = self.policies.select(priority)
+                if policy_name is not None and policy_name in self.policies.policies:
+                    policy = self.policies.policies[policy_name]
+                else:
+                    policy = self.policies.select(priority)
                 inc = {"incident_id": incident_id, "route": route, "priority": priority, "policy_name": policy.name,
                        "room_id": room_id, "alert_event_id": alert_event_id, "summary": summary, "alert_key": key,
                        "state": OPEN, "tier_index": 0, "cycle": 0, "opened_ts": now, "acked_ts": None,
@@ -224,10 +232,11 @@ class EscalationEngine:
 
         return self._run(txn_fn)
 
-    def read_receipt(self, user_id: str, room_id: str, event_id: str, ts_ms: int | None = None) -> list[str]:
-        """``user_id`` sent an ``m.read`` receipt for ``event_id`` in ``room_id`` at ``ts_ms`` (spec: Client-Server
-        API, "Receipts"). Counts as reading every incident whose alert event or Matrix page is ``event_id``.
-        Returns the incident IDs marked read."""
+    def read_receipt(self, user_id: str, room_id: str, event_id: str,
+                     ts_ms: int | None = None) -> "defer.Deferred[list[str]]":
+        """``user_id`` sent an ``m.read`` / ``m.read.private`` receipt for ``event_id`` in ``room_id`` at ``ts_ms``
+        (spec: Client-Server API, "Receipts"). Counts as reading every incident whose alert event or Matrix page is
+        ``event_id``. Fires with the incident IDs newly marked read."""
         ts = self._now_ms() if ts_ms is None else ts_ms
 
         def txn_fn(txn: Txn) -> list[str]:
@@ -237,15 +246,16 @@ class EscalationEngine:
                     marked.append(incident_id)
             return marked
 
-        return self.store.transaction(txn_fn)
+        return self.store.run(txn_fn)
 
-    def mark_read(self, incident_id: str, user_id: str, ts_ms: int | None = None) -> bool:
-        """Mark an incident read by ``user_id`` directly (for a bridge that resolved receipt ordering itself)."""
+    def mark_read(self, incident_id: str, user_id: str, ts_ms: int | None = None) -> "defer.Deferred[bool]":
+        """Mark an incident read by ``user_id`` directly (for a bridge that resolved receipt ordering itself).
+        Fires with True if this was the person's first read."""
         ts = self._now_ms() if ts_ms is None else ts_ms
-        return self.store.transaction(lambda txn: self._mark_read(txn, incident_id, user_id, ts))
+        return self.store.run(lambda txn: self._mark_read(txn, incident_id, user_id, ts))
 
-    def status(self, incident_id: str) -> IncidentStatus | None:
-        """Per-person notification, read and acknowledgement state of an incident (None if unknown)."""
+    def status(self, incident_id: str) -> "defer.Deferred[IncidentStatus | None]":
+        """Per-person notification, read and acknowledgement state of an incident (fires with None if unknown)."""
 
         def txn_fn(txn: Txn) -> IncidentStatus | None:
             inc = self.store.get_incident(txn, incident_id)
@@ -262,7 +272,7 @@ class EscalationEngine:
                                   inc["cycle"], inc["opened_ts"], inc["acked_by"], sorted(people.values(),
                                                                                           key=lambda p: p.user_id))
 
-        return self.store.transaction(txn_fn)
+        return self.store.run(txn_fn)
 
     # ---- timers --------------------------------------------------------------------------------------------------
 
@@ -459,12 +469,9 @@ class EscalationEngine:
 
     def _run(self, txn_fn: Callable[[Txn, _Effects], None]) -> "defer.Deferred[None]":
         fx = _Effects()
-
-        try:
-            self.store.transaction(lambda txn: txn_fn(txn, fx))
-        except Exception:
-            return defer.fail()
-        return self._apply(fx)
+        d = self.store.run(lambda txn: txn_fn(txn, fx))
+        d.addCallback(lambda _: self._apply(fx))
+        return d
 
     def _apply(self, fx: _Effects) -> "defer.Deferred[None]":
         for timer_id in fx.cancel:
@@ -486,20 +493,19 @@ class EscalationEngine:
     def _send(self, page_id: str, channel_name: str, to: Recipient, message: PageMessage) -> "defer.Deferred[None]":
         channel = self.webhook if channel_name == "webhook" else self.channels.get(channel_name)
         if channel is None:
-            self.store.finish_page(page_id, "no_channel", None, self._now_ms())
             metrics.PAGES_SENT.labels(channel_name, "no_channel").inc()
-            return defer.succeed(None)
+            return self.store.finish_page(page_id, "no_channel", None, self._now_ms())
         d = defer.maybeDeferred(channel.send, to, message)
 
-        def done(result: DeliveryResult) -> None:
+        def done(result: DeliveryResult) -> "defer.Deferred[Any]":
             status = "delivered" if result.ok else "failed"
-            self.store.finish_page(page_id, status, result.provider_id, self._now_ms())
             metrics.PAGES_SENT.labels(channel_name, status).inc()
+            return self.store.finish_page(page_id, status, result.provider_id, self._now_ms())
 
-        def failed(f: Any) -> None:
+        def failed(f: Any) -> "defer.Deferred[Any]":
             log.err(f, f"escalation: channel {channel_name} raised")
-            self.store.finish_page(page_id, "failed", None, self._now_ms())
             metrics.PAGES_SENT.labels(channel_name, "failed").inc()
+            return self.store.finish_page(page_id, "failed", None, self._now_ms())
 
         d.addCallbacks(done, failed)
         return d

@@ -7,8 +7,10 @@ Timers are rows: the engine claims a timer (``pending`` -> ``done``) in the *sam
 the pages the timer causes and inserts follow-up timers. A restart re-arms every ``pending`` timer, so nothing is
 lost; the conditional claim means two processes (or a restart racing a late callback) cannot fire one twice.
 
-Calls are synchronous and short; the escalation service runs them on the reactor thread, which is fine for the
-rate of pages an on-call team produces.
+Inside a service, every transaction runs on one dedicated database thread (:meth:`EscalationStore.start`, then
+:meth:`EscalationStore.run` returns a Deferred): a slow disk or a PostgreSQL round trip never stalls the reactor,
+and one thread keeps transactions in the order they were asked for (an ack queued after a timer's claim sees its
+result). Without ``start()`` (fake-clock tests, scripts) ``run`` executes inline and returns a fired Deferred.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 T = TypeVar("T")
 
@@ -78,6 +84,21 @@ SCHEMA = [
         fired_ts BIGINT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS escalation_firings_key ON escalation_firings (alert_key, fired_ts)",
+    # Room events in the order the homeserver pushed them to the appservice: a receipt on an event at or after
+    # the alert means its sender has read the alert (spec: receipts mark everything up to that event as read).
+    """CREATE TABLE IF NOT EXISTS escalation_room_events (
+        event_id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        received_ts BIGINT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS escalation_room_events_ts ON escalation_room_events (received_ts)",
+    # Schedule handoffs already announced in their team room (so a restart does not announce them twice).
+    """CREATE TABLE IF NOT EXISTS escalation_handoffs (
+        schedule TEXT NOT NULL,
+        at_ts BIGINT NOT NULL,
+        PRIMARY KEY (schedule, at_ts)
+    )""",
     """CREATE TABLE IF NOT EXISTS delivery_attempts (
         attempt_id TEXT PRIMARY KEY,
         page_id TEXT,
@@ -138,6 +159,8 @@ class EscalationStore:
         self.is_postgres = is_postgres
         self._conn = connect()
         self._lock = threading.Lock()
+        self._pool: ThreadPool | None = None
+        self._reactor: Any = None
         with self._lock:
             self._run(lambda txn: [txn.execute(stmt) for stmt in SCHEMA], immediate=True)
 
@@ -159,6 +182,22 @@ class EscalationStore:
         import psycopg2
 
         return cls(lambda: psycopg2.connect(dsn), is_postgres=True)
+
+    def start(self, reactor: Any) -> None:
+        """Run every later :meth:`run` on a dedicated database thread; it stops at reactor shutdown."""
+        self._reactor = reactor
+        self._pool = ThreadPool(1, 1, name="escalation-db")
+        self._pool.start()
+        reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
+
+    def run(self, fn: Callable[[Txn], T]) -> "defer.Deferred[T]":
+        """Run ``fn(txn)`` in one write transaction off the reactor; a Deferred of its result (or its error).
+
+        Before :meth:`start` the transaction runs inline (the Deferred has already fired).
+        """
+        if self._pool is None:
+            return defer.maybeDeferred(self.transaction, fn)
+        return deferToThreadPool(self._reactor, self._pool, self.transaction, fn)
 
     def close(self) -> None:
         self._conn.close()
@@ -218,12 +257,16 @@ class EscalationStore:
                         (timer_id,))
         return ids
 
-    def pending_timers(self) -> list[TimerRow]:
+    @staticmethod
+    def pending_timers_in(txn: Txn) -> list[TimerRow]:
         """Every pending timer, earliest first (used on start-up to re-arm them)."""
-        rows = self.transaction(lambda txn: txn.fetchall(
-            "SELECT timer_id, incident_id, kind, due_ts, payload FROM escalation_timers"
-            " WHERE status = 'pending' ORDER BY due_ts, timer_id"))
+        rows = txn.fetchall("SELECT timer_id, incident_id, kind, due_ts, payload FROM escalation_timers"
+                            " WHERE status = 'pending' ORDER BY due_ts, timer_id")
         return [TimerRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def pending_timers(self) -> list[TimerRow]:
+        """:meth:`pending_timers_in` in its own transaction, on the calling thread (scripts and tests)."""
+        return self.transaction(self.pending_timers_in)
 
     # -- incidents -----------------------------------------------------------------------------------------------
 
@@ -257,8 +300,9 @@ class EscalationStore:
             (page_id, incident_id, user_id, channel, tier_index, purpose, now_ms, status),
         )
 
-    def finish_page(self, page_id: str, status: str, provider_id: str | None, now_ms: int) -> None:
-        self.transaction(lambda txn: txn.execute(
+    def finish_page(self, page_id: str, status: str, provider_id: str | None, now_ms: int) -> "defer.Deferred[Any]":
+        """Record the outcome of a page (``delivered``, ``failed``...) off the reactor."""
+        return self.run(lambda txn: txn.execute(
             "UPDATE escalation_pages SET status = ?, provider_id = ?, finished_ts = ? WHERE page_id = ?",
             (status, provider_id, now_ms, page_id)))
 
@@ -328,12 +372,17 @@ class EscalationStore:
     # -- delivery attempts ---------------------------------------------------------------------------------------
 
     def record_attempt(self, attempt_id: str, page_id: str | None, channel: str, recipient: str, attempt: int,
-                       ts_ms: int, provider_id: str | None, result: str, error: str | None) -> None:
-        """Record one delivery attempt of a channel (``result``: ``delivered`` or ``failed``)."""
-        self.transaction(lambda txn: txn.execute(
+                       ts_ms: int, provider_id: str | None, result: str, error: str | None) -> "defer.Deferred[Any]":
+        """Record one delivery attempt of a channel (``result``: ``delivered`` or ``failed``), off the reactor.
+
+        Returns the Deferred of the write; channels do not wait for it (a lost attempt row must not delay a page).
+        """
+        d = self.run(lambda txn: txn.execute(
             "INSERT INTO delivery_attempts (attempt_id, page_id, channel, recipient, attempt, ts, provider_id, result,"
             " error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (attempt_id, page_id, channel, recipient, attempt, ts_ms, provider_id, result, error)))
+        d.addErrback(lambda f: f.printTraceback())
+        return d
 
     def attempts(self, page_id: str | None = None) -> list[dict[str, Any]]:
         """Recorded delivery attempts (of one page if given), oldest first."""
@@ -345,3 +394,59 @@ class EscalationStore:
             args = (page_id,)
         rows = self.transaction(lambda txn: txn.fetchall(sql + " ORDER BY ts, attempt", args))
         return [dict(zip(cols, r)) for r in rows]
+
+
+    # -- room event order and receipts ---------------------------------------------------------------------------
+
+    @staticmethod
+    def record_room_event(txn: Txn, room_id: str, event_id: str, now_ms: int) -> bool:
+        """Remember that ``event_id`` arrived now in ``room_id``; False if it was seen before (a retried txn)."""
+        if txn.fetchone("SELECT 1 FROM escalation_room_events WHERE event_id = ?", (event_id,)) is not None:
+            return False
+        row = txn.fetchone("SELECT MAX(seq) FROM escalation_room_events")
+        seq = int(row[0]) + 1 if row and row[0] is not None else 1
+        txn.execute("INSERT INTO escalation_room_events (event_id, room_id, seq, received_ts) VALUES (?, ?, ?, ?)",
+                    (event_id, room_id, seq, now_ms))
+        return True
+
+    @staticmethod
+    def room_event_seq(txn: Txn, event_id: str) -> int | None:
+        """Arrival order of a recorded event (None if it never came through a transaction)."""
+        row = txn.fetchone("SELECT seq FROM escalation_room_events WHERE event_id = ?", (event_id,))
+        return int(row[0]) if row else None
+
+    @staticmethod
+    def forget_room_events(txn: Txn, before_ms: int) -> int:
+        """Drop arrival records older than ``before_ms`` (incidents that old are long read or escalated)."""
+        return txn.execute("DELETE FROM escalation_room_events WHERE received_ts < ?", (before_ms,))
+
+    @classmethod
+    def unread_incidents_in_room(cls, txn: Txn, room_id: str, user_id: str) -> list[dict[str, Any]]:
+        """Incidents in ``room_id`` (not resolved) that paged ``user_id`` who has not read them yet."""
+        cols = ", ".join(f"i.{c}" for c in cls._INCIDENT_COLS)
+        rows = txn.fetchall(
+            f"SELECT {cols} FROM escalation_incidents i JOIN escalation_recipients r"
+            " ON r.incident_id = i.incident_id WHERE i.room_id = ? AND i.state <> 'resolved' AND r.user_id = ?"
+            " AND r.read_ts IS NULL", (room_id, user_id))
+        return [dict(zip(cls._INCIDENT_COLS, r)) for r in rows]
+
+    @staticmethod
+    def matrix_page_events(txn: Txn, incident_id: str) -> list[str]:
+        """Event IDs of the incident's delivered Matrix pages."""
+        rows = txn.fetchall("SELECT provider_id FROM escalation_pages WHERE incident_id = ? AND channel = 'matrix'"
+                            " AND provider_id IS NOT NULL", (incident_id,))
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def incident_states(txn: Txn) -> dict[str, str]:
+        """incident_id -> state of every incident the engine knows."""
+        return {r[0]: r[1] for r in txn.fetchall("SELECT incident_id, state FROM escalation_incidents")}
+
+    @staticmethod
+    def mark_handoff_announced(txn: Txn, schedule: str, at_ms: int) -> bool:
+        """Record that the handoff of ``schedule`` at ``at_ms`` is announced; False if it already was."""
+        if txn.fetchone("SELECT 1 FROM escalation_handoffs WHERE schedule = ? AND at_ts = ?",
+                        (schedule, at_ms)) is not None:
+            return False
+        txn.execute("INSERT INTO escalation_handoffs (schedule, at_ts) VALUES (?, ?)", (schedule, at_ms))
+        return True

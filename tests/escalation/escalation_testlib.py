@@ -23,3 +23,18 @@ class RecordingChannel:
 
     def to(self, user: str) -> list[PageMessage]:
         return [m for r, m, _ in self.sent if r.user_id == user]
+
+
+def now(d: "defer.Deferred[Any]") -> Any:
+    """The result of a Deferred that has already fired (an unstarted store runs transactions inline).
+
+    Raises AssertionError if it has not fired yet; re-raises its failure.
+    """
+    results: list[Any] = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    from twisted.python.failure import Failure
+
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]

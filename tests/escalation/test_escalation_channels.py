@@ -154,15 +154,17 @@ class TwilioAndWebhookTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_matrix_mention(self) -> Any:
-        sent: list[tuple[str, dict[str, Any]]] = []
+        sent: list[tuple[str, dict[str, Any], str]] = []
 
-        def send_message(room: str, content: dict[str, Any]) -> defer.Deferred[str]:
-            sent.append((room, content))
+        def send_message(room: str, content: dict[str, Any], txn_id: str) -> defer.Deferred[str]:
+            sent.append((room, content, txn_id))
             return defer.succeed("$page1")
 
         result = yield MatrixMentionChannel(reactor, send_message).send(ALICE, MESSAGE)
         self.assertEqual(result.provider_id, "$page1")
-        room, content = sent[0]
+        room, content, txn_id = sent[0]
+        # The transaction ID is fixed by the page, so a resend after a crash posts nothing new.
+        self.assertEqual(txn_id, f"tocsin-page-{MESSAGE.page_id}-@alice:x.org")
         self.assertEqual(room, "!ops:x.org")
         self.assertEqual(content["m.mentions"], {"user_ids": ["@alice:x.org"]})
         self.assertEqual(content["body"], "@alice:x.org: [CRITICAL] db1 disk 97% full (incident inc-42) "

@@ -15,7 +15,7 @@ from appservices.escalation.engine import EscalationEngine
 from appservices.escalation.policy import load_policy_set
 from appservices.escalation.schedule import load_schedules
 from appservices.escalation.store import EscalationStore
-from escalation_testlib import RecordingChannel
+from escalation_testlib import RecordingChannel, now
 
 # 2024-06-05 10:00 UTC, a Wednesday.
 START = datetime(2024, 6, 5, 10, 0, tzinfo=timezone.utc).timestamp()
@@ -107,7 +107,7 @@ def test_unread_page_walks_the_channel_chain_then_escalates_and_repeats() -> Non
         ("matrix", "!ops:x", "page", 40), ("matrix", "@bob:x", "page", 40),
         ("webhook", "http://127.0.0.1:9/hook", "last_tier", 40),
     ]
-    status = h.engine.status("inc1")
+    status = now(h.engine.status("inc1"))
     assert status is not None and status.state == "open" and (status.tier, status.cycle) == (1, 1)
     alice = next(p for p in status.people if p.user_id == "@alice:x")
     assert [(n.channel, n.status) for n in alice.notifications] == [
@@ -123,7 +123,7 @@ def test_read_without_ack_gets_reminders_and_ack_stops_everything() -> None:
     matrix_event = h.store.transaction(lambda t: t.fetchone(
         "SELECT provider_id FROM escalation_pages WHERE channel = 'matrix'"))[0]
     before = REGISTRY.get_sample_value("tocsin_escalation_time_to_read_seconds_count") or 0
-    assert h.engine.read_receipt("@alice:x", "!ops:x", matrix_event, int((START + 2 * MIN) * 1000)) == ["inc1"]
+    assert now(h.engine.read_receipt("@alice:x", "!ops:x", matrix_event, int((START + 2 * MIN) * 1000))) == ["inc1"]
     assert REGISTRY.get_sample_value("tocsin_escalation_time_to_read_seconds_count") == before + 1
     h.advance(12)  # read_check at 5 -> reminder, again at 9 and 13 (reminder every 4 min); no SMS
     assert h.log() == [("matrix", "@alice:x", "page", 0), ("matrix", "@alice:x", "reminder", 5),
@@ -131,14 +131,14 @@ def test_read_without_ack_gets_reminders_and_ack_stops_everything() -> None:
     h.engine.incident_acknowledged("inc1", "@alice:x")
     h.advance(29)
     assert h.total() == 4
-    status = h.engine.status("inc1")
+    status = now(h.engine.status("inc1"))
     assert status is not None and status.state == "acknowledged" and status.acked_by == "@alice:x"
     alice = status.people[0]
     assert (alice.read_ts, alice.acked_ts) == (int((START + 2 * MIN) * 1000), int((START + 14 * MIN) * 1000))
     # ack_timeout (30 min) without resolve: re-opened and paged from tier 1 again.
     h.advance(1)
     assert h.log()[-1] == ("matrix", "@alice:x", "page", 44)
-    assert h.engine.status("inc1").state == "open"  # type: ignore[union-attr]
+    assert now(h.engine.status("inc1")).state == "open"  # type: ignore[union-attr]
     h.engine.incident_resolved("inc1")
     h.advance(120)
     assert h.total() == 5
@@ -153,7 +153,7 @@ def test_unack_restarts_at_first_tier() -> None:
     n = h.total()
     h.engine.incident_unacknowledged("inc1", "@bob:x")
     assert h.log()[n:] == [("matrix", "@alice:x", "page", 26)]
-    assert h.engine.status("inc1").tier == 0  # type: ignore[union-attr]
+    assert now(h.engine.status("inc1")).tier == 0  # type: ignore[union-attr]
 
 
 def test_flapping_alert_raises_priority_to_critical_policy() -> None:
@@ -164,7 +164,7 @@ def test_flapping_alert_raises_priority_to_critical_policy() -> None:
     h.advance(2)
     assert h.total() == 1
     h.open()  # third firing within 10 min -> critical: voice first, both people
-    status = h.engine.status("inc1")
+    status = now(h.engine.status("inc1"))
     assert status is not None and (status.priority, status.policy) == ("critical", "critical")
     assert h.log()[1:] == [("voice", "@alice:x", "page", 4), ("voice", "@bob:x", "page", 4)]
     h.advance(2)  # critical read_timeout 2 min -> matrix next; the old policy's SMS step (due at 5) is gone
@@ -198,7 +198,7 @@ def test_warning_waits_for_working_hours_and_quiet_hours_silence_phones() -> Non
     h2.engine.incident_opened("q1", priority="high", summary="x", room_id="!ops:x")
     h2.engine.incident_opened("q2", priority="critical", summary="y", room_id="!ops:x")
     assert [(r.user_id, m.incident_id) for r, m, _ in h2.channels["sms"].sent] == [("@bob:x", "q2")]
-    status = h2.engine.status("q1")
+    status = now(h2.engine.status("q1"))
     assert status is not None and status.people[0].notifications[0].status == "suppressed_quiet_hours"
 
 
@@ -263,7 +263,7 @@ def test_acknowledged_incident_never_pages_until_unacknowledged(steps: list[tupl
         if op == "advance":
             for _ in range(arg):
                 h.clock.advance(MIN)
-                if acked and h.engine.status("inc1").state == "open":  # type: ignore[union-attr]
+                if acked and now(h.engine.status("inc1")).state == "open":  # type: ignore[union-attr]
                     acked = False  # ack_timeout (30 min) re-opened it; that is an unacknowledgement
                     count = h.total()
                 if acked:
@@ -271,7 +271,7 @@ def test_acknowledged_incident_never_pages_until_unacknowledged(steps: list[tupl
         elif op == "ack":
             h.engine.incident_acknowledged("inc1", arg)
             acked = True
-            assert h.engine.status("inc1").state == "acknowledged"  # type: ignore[union-attr]
+            assert now(h.engine.status("inc1")).state == "acknowledged"  # type: ignore[union-attr]
         elif op == "unack":
             h.engine.incident_unacknowledged("inc1")
             if acked:

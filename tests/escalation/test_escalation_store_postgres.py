@@ -12,6 +12,7 @@ from typing import Iterator
 import pytest
 
 from appservices.escalation.store import EscalationStore
+from escalation_testlib import now
 from test_escalation_engine import MIN, START, Harness
 
 
@@ -74,5 +75,5 @@ def test_restart_on_postgres_fires_pending_timer_once(pg_dsn: str) -> None:
     assert [(c, who, when) for c, who, _, when in sent] == [
         ("matrix", "!ops:x", 15.0), ("matrix", "@bob:x", 15.0), ("voice", "@alice:x", 12.0),
         ("webhook", "http://127.0.0.1:9/hook", 15.0)]
-    status = a.engine.status("inc1")
+    status = now(a.engine.status("inc1"))
     assert status is not None and (status.tier, status.state) == (1, "open")
