@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from twisted.internet import defer
 
 from homeserver.events import Event
-from homeserver.http.errors import InvalidParamError, NotFoundError
+from homeserver.http.errors import InvalidParamError
 from homeserver.push import (
     PushRuleEvaluator,
     PushRuleset,
@@ -492,9 +492,3 @@ class PushHandler:
             body["next_token"] = str(rows[-1][2])
         return body
 
-
-def check_rule_path(kind: str, rule_id: str) -> None:
-    """404 for an empty rule id (``/pushrules/global/override/``) after the kind is checked."""
-    check_kind(kind)
-    if not rule_id:
-        raise NotFoundError("The push rule was not found.")
