@@ -85,6 +85,10 @@ class SyncHandler:
             from_pos = 0 if (since is None or config.full_state) else since.account_data
             if since is None or config.full_state or now.account_data > since.account_data:
                 global_ad, room_ad = await ad_store.get_updated_account_data(user_id, from_pos, now.account_data)
+        push = getattr(self.hs, "push_handler", None)
+        if push is not None and (since is None or config.full_state):
+            # A user who never changed a rule has no m.push_rules account data yet: clients need the defaults.
+            await push.add_default_push_rules_to_sync(user_id, global_ad)
 
         ignored_content = global_ad.get("m.ignored_user_list")
         if isinstance(ignored_content, dict) and isinstance(ignored_content.get("ignored_users"), dict):

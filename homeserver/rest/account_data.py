@@ -45,6 +45,8 @@ def register_servlets(hs: Any, router: Any) -> None:
     async def get_global(request: Any, user_id: str, data_type: str) -> tuple[int, JsonDict]:
         await _own(request, user_id)
         content = await store.get_account_data(user_id, "", data_type)
+        if content is None and data_type == "m.push_rules" and getattr(hs, "push_handler", None) is not None:
+            content = await hs.push_handler.get_push_rules_content(user_id)
         if content is None:
             raise NotFoundError("Account data not found")
         return 200, content

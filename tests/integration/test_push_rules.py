@@ -147,3 +147,14 @@ def test_bad_rules_are_refused_and_change_nothing(api: Api) -> None:
         assert (r.status, r.errcode()) == (status, errcode), (method, path, r.status, r.json)
     assert u.ok("GET", "pushrules/") == before
     assert _push_rules_account_data(u, since) is None
+
+
+def test_default_rules_in_initial_sync_and_account_data(api: Api) -> None:
+    user = register(api)
+    synced = user.sync()
+    events = {e["type"]: e["content"] for e in synced["account_data"]["events"]}
+    override_ids = [r["rule_id"] for r in events["m.push_rules"]["global"]["override"]]
+    assert override_ids[0] == ".m.rule.master"
+    assert ".m.rule.is_user_mention" in override_ids
+    fetched = user.ok("GET", f"user/{q(user.user_id)}/account_data/m.push_rules")
+    assert fetched == events["m.push_rules"]
