@@ -19,6 +19,9 @@ STREAM_NAMES: tuple[str, ...] = (
 )
 
 
+MAX_POSITION = 2**53 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class StreamToken:
     """A position in every stream. Compare components, never whole tokens: streams move independently."""
@@ -46,7 +49,9 @@ class StreamToken:
             raise InvalidParamError(f"Invalid {param} token")
         values = []
         for p in parts:
-            if not p.isdigit():
+            # ASCII digits only (str.isdigit accepts "²"), and within 2**53: positions are stored as 64-bit
+            # integers, so a bigger one is a forged token, not a position.
+            if not (p.isascii() and p.isdigit()) or len(p) > 16 or int(p) > MAX_POSITION:
                 raise InvalidParamError(f"Invalid {param} token")
             values.append(int(p))
         values += [0] * (len(STREAM_NAMES) - len(values))

@@ -23,7 +23,7 @@ PRESETS = {
                     "invitees_get_creator_power": False},
 }
 
-_ALIAS_LOCALPART_RE = re.compile(r"^[^:\s#]+$")
+_ALIAS_LOCALPART_RE = re.compile(r"^[^:\s#\x00]+$")
 
 
 def default_power_levels(creator: str, preset: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +97,8 @@ class RoomCreationHandler:
         initial_state: list[tuple[str, str, dict[str, Any]]] = []
         for i, ev in enumerate(body.get("initial_state", [])):
             if (not isinstance(ev, dict) or not isinstance(ev.get("type"), str)
-                    or not isinstance(ev.get("content"), dict) or not isinstance(ev.get("state_key", ""), str)):
+                    or not isinstance(ev.get("content"), dict) or not isinstance(ev.get("state_key", ""), str)
+                    or "\x00" in ev["type"] + ev.get("state_key", "")):
                 raise MatrixError(400, f"initial_state[{i}] must have a string type and an object content",
                                   Codes.INVALID_ROOM_STATE)
             if ev["type"] in ("m.room.create", "m.room.member", "m.room.power_levels"):

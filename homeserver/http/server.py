@@ -21,6 +21,7 @@ from twisted.web import http, resource, server
 
 from homeserver.http.errors import (
     BadJsonError,
+    InvalidParamError,
     MatrixError,
     NotJsonError,
     TooLargeError,
@@ -192,6 +193,9 @@ class JsonRouter(resource.Resource):
             if handler is None:
                 raise UnrecognizedRequestError("Unrecognized request", code=405)
             kwargs = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items() if v is not None}
+            if any("\x00" in v for v in kwargs.values()):
+                # No identifier, event type, state key or txnId may hold NUL (PostgreSQL text cannot store it).
+                raise InvalidParamError("NUL characters are not allowed in the path")
             code, body = await handler(request, **kwargs)
             if body is not None or not request.finished:
                 if body is None and not request.startedWriting:
@@ -333,6 +337,9 @@ def parse_integer(request: MatrixRequest, name: str, default: int | None = None,
         raise InvalidParamError(f"Query parameter {name} must be at least {minimum}")
     if maximum is not None and number > maximum:
         number = maximum
+    elif abs(number) > 2**53 - 1:
+        # Beyond every stored integer (timestamps, positions): refuse instead of overflowing the database.
+        raise InvalidParamError(f"Query parameter {name} is out of range")
     return number
 
 

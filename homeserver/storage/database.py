@@ -43,7 +43,16 @@ class Txn:
         self._convert = convert
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> "Txn":
-        self._cursor.execute(self._convert(sql), tuple(params))
+        """Run one statement. On PostgreSQL a text parameter holding NUL (which it cannot store) raises
+        BadJsonError (400 ``M_BAD_JSON``) rather than failing the request with a 500."""
+        try:
+            self._cursor.execute(self._convert(sql), tuple(params))
+        except ValueError as e:
+            if self.is_postgres and "NUL" in str(e):
+                from homeserver.http.errors import BadJsonError
+
+                raise BadJsonError("Text with NUL (U+0000) characters cannot be stored") from e
+            raise
         return self
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:

@@ -82,6 +82,7 @@ class SearchStore:
         if found is None:
             return
         key, value = found
+        value = value.replace("\x00", " ")  # PostgreSQL text cannot hold NUL; JSON bodies may
         if txn.is_postgres:
             txn.execute(
                 "INSERT INTO event_search (stream_ordering, room_id, key, vector) "

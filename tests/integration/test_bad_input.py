@@ -145,3 +145,63 @@ def test_refused_membership_changes_nothing(api: Api) -> None:
     assert bob.req("POST", f"rooms/{q(room)}/kick", {"user_id": alice.user_id, "reason": 5}).status == 400
     assert alice.req("POST", f"rooms/{q(room)}/ban", {"user_id": ["x"]}).status == 400
     assert _history_ids(alice, room) == before
+
+
+def test_out_of_range_tokens_and_integers_are_400_not_500(api: Api) -> None:
+    """Regression: a token position or ``ts`` beyond 64 bits overflowed SQLite (500); "²" passed isdigit()."""
+    alice = register(api)
+    room = alice.create_room()
+    huge = "9" * 23
+    for path, params in ((f"rooms/{q(room)}/messages", {"from": "s" + huge}),
+                         (f"rooms/{q(room)}/messages", {"to": "s" + huge}),
+                         (f"rooms/{q(room)}/messages", {"from": "s²"}),
+                         (f"rooms/{q(room)}/members", {"at": "s" + huge}),
+                         ("sync", {"since": "s1_" + huge}),
+                         ("sync", {"since": "s٣"}),
+                         (f"/_matrix/client/v1/rooms/{q(room)}/timestamp_to_event", {"ts": huge, "dir": "f"}),
+                         (f"/_matrix/client/v1/rooms/{q(room)}/timestamp_to_event", {"ts": "²", "dir": "f"})):
+        r = alice.req("GET", path, params=params)
+        assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM"), (path, params, r.status, r.json)
+    # Capped parameters still accept big values.
+    assert alice.req("GET", f"rooms/{q(room)}/messages", params={"limit": huge}).status == 200
+
+
+def test_deeply_nested_content(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    before = _history_ids(alice, room)
+    for depth in (200, 5000):
+        raw = ('{"body": "deep", "x": ' + "[" * depth + "]" * depth + "}").encode()
+        r = alice.req("PUT", _send_path(room, f"deep{depth}"), raw_body=raw)
+        assert r.status in (200, 400), (depth, r.status, r.json)
+        if r.status == 200:
+            before.append(r.json["event_id"])
+    assert _history_ids(alice, room) == before
+
+
+def test_nul_and_control_characters_are_valid_json(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    r = alice.req("PUT", _send_path(room, "nul"), raw_body=b'{"msgtype": "m.text", "body": "a\\u0000b\\u001f"}')
+    assert r.status == 200, r.json
+    ev = alice.ok("GET", f"rooms/{q(room)}/event/{q(r.json['event_id'])}")
+    assert ev["content"]["body"] == "a\x00b\x1f"
+
+
+def test_nul_in_identifiers_is_400_not_500(api: Api) -> None:
+    """Regression: on PostgreSQL a NUL in an event type, state key, txnId, alias or a searchable body was a 500."""
+    alice = register(api)
+    room = alice.create_room()
+    before = _history_ids(alice, room)
+    for path, body in ((f"rooms/{q(room)}/send/{q('m.x' + chr(0))}/t1", {"a": 1}),
+                       (f"rooms/{q(room)}/send/m.room.message/{q('t' + chr(0))}", {"body": "x"}),
+                       (f"rooms/{q(room)}/state/m.room.topic/{q(chr(0))}", {"topic": "x"}),
+                       (f"directory/room/{q('#a' + chr(0) + ':test.local')}", {"room_id": room})):
+        r = alice.req("PUT", path, body)
+        assert r.status == 400, (path, r.status, r.json)
+    for body in ({"room_alias_name": "a\x00b"},
+                 {"initial_state": [{"type": "org.x\x00", "content": {}}]},
+                 {"initial_state": [{"type": "org.x", "state_key": "\x00", "content": {}}]}):
+        r = alice.req("POST", "createRoom", body)
+        assert r.status == 400, (body, r.status, r.json)
+    assert _history_ids(alice, room) == before
