@@ -107,5 +107,14 @@ def build_components(hs: Any) -> None:
     hs.push_handler = PushHandler(hs)
     hs.receipts_handler = ReceiptsHandler(hs)
 
+    # -- organisation: spaces hierarchy, org chart sync, quick conversations (issue 9) --------------------------
+    from homeserver.handlers.hierarchy import HierarchyHandler
+    from homeserver.handlers.org import OrgHandler
+    from homeserver.storage.org import OrgStore
+
+    hs.org_store = OrgStore(hs.db)
+    hs.hierarchy_handler = HierarchyHandler(hs)
+    hs.org_handler = OrgHandler(hs)
+
     # -- sync (last: it reads every area) -------------------------------------------------------------------
     hs.sync_handler = SyncHandler(hs)

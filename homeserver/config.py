@@ -113,6 +113,7 @@ _KNOWN_KEYS: set[str] = {
     "app_service_config_files", "default_room_version", "log_level", "access_log", "pid_file", "report_stats",
     "user_directory", "room_list_publication_rules", "presence", "form_secret", "macaroon_secret_key",
     "suppress_key_server_warning", "trusted_key_servers", "data_dir", "experimental", "bcrypt_rounds",
+    "profile_fields",
 }
 
 
@@ -145,6 +146,9 @@ class HomeserverConfig:
     presence_enabled: bool = True
     form_secret: str | None = None
     bcrypt_rounds: int = 12
+    # Extended profile fields (issue 9): {"max_value_bytes"?: int, "visibility"?: {key: "public" | "local_users"
+    # | "shared_rooms" | "self"}, "admin_only"?: [key]}; defaults live in homeserver/handlers/profile.py.
+    profile_fields: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -253,6 +257,24 @@ def _parse_database(value: Any, config_dir: str) -> DatabaseConfig:
     return DatabaseConfig(name, args)
 
 
+def _parse_profile_fields(value: Any) -> dict[str, Any]:
+    _expect(value, dict, "profile_fields")
+    unknown = set(value) - {"max_value_bytes", "visibility", "admin_only"}
+    if unknown:
+        raise ConfigError(f"profile_fields: unknown key(s) {sorted(unknown)}")
+    if "max_value_bytes" in value:
+        size = _expect(value["max_value_bytes"], int, "profile_fields.max_value_bytes")
+        if not 1 <= size <= 65536:
+            raise ConfigError(f"profile_fields.max_value_bytes: must be between 1 and 65536, got {size}")
+    for key, who in _expect(value.get("visibility", {}), dict, "profile_fields.visibility").items():
+        if who not in ("public", "local_users", "shared_rooms", "self"):
+            raise ConfigError(f"profile_fields.visibility.{key}: must be public, local_users, shared_rooms or self,"
+                              f" got {who!r}")
+    for key in _expect(value.get("admin_only", []), list, "profile_fields.admin_only"):
+        _expect(key, str, "profile_fields.admin_only")
+    return dict(value)
+
+
 def parse_config(raw: Any, config_dir: str) -> HomeserverConfig:
     """Build a :class:`HomeserverConfig` from the YAML document ``raw``; relative paths resolve against
     ``config_dir``. Raises ConfigError naming the first bad key."""
@@ -315,6 +337,7 @@ def parse_config(raw: Any, config_dir: str) -> HomeserverConfig:
         presence_enabled=bool(_expect(presence.get("enabled", True), bool, "presence.enabled")),
         form_secret=_opt_str(raw, "form_secret"),
         bcrypt_rounds=_bcrypt_rounds(raw.get("bcrypt_rounds", 12)),
+        profile_fields=_parse_profile_fields(raw.get("profile_fields") or {}),
         raw=raw,
     )
     if cfg.enable_registration and not cfg.enable_registration_without_verification:

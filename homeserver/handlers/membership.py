@@ -47,6 +47,10 @@ class RoomMemberHandler:
                 event = await self.room_store.get_current_state_event(room_id, "m.room.member", target)
                 if event is not None:
                     return event
+            if current != "invite" and "join_authorised_via_users_server" not in content:
+                authoriser = await self.pick_join_authoriser(room_id, target)
+                if authoriser is not None:
+                    content["join_authorised_via_users_server"] = authoriser
             return await self.send_membership(requester, room_id, target, "join", content)
         if action == "invite":
             if not await self._user_exists(target):
@@ -75,6 +79,34 @@ class RoomMemberHandler:
                 raise ForbiddenError(f"{target} is not banned")
             return await self.send_membership(requester, room_id, target, "leave", content)
         return await self.send_membership(requester, room_id, target, "knock", content)
+
+    async def pick_join_authoriser(self, room_id: str, user_id: str) -> str | None:
+        """For a ``restricted`` / ``knock_restricted`` room (spec: "Restricted rooms"): if ``user_id`` is joined
+        to one of the rooms of the join rule's ``allow`` list, a local member of ``room_id`` whose power level
+        allows inviting (the authorising user of the join); otherwise None (the auth rules will then refuse)."""
+        from homeserver.events.auth import NAMED_LEVEL_DEFAULTS, get_named_level, get_user_power_level
+
+        state = await self.room_store.get_current_state(
+            room_id, [("m.room.join_rules", ""), ("m.room.power_levels", ""), ("m.room.create", "")])
+        rules = state.get(("m.room.join_rules", ""))
+        if rules is None or rules.content.get("join_rule") not in ("restricted", "knock_restricted"):
+            return None
+        allow = rules.content.get("allow")
+        if not isinstance(allow, list):
+            return None
+        allowed_rooms = {a.get("room_id") for a in allow
+                         if isinstance(a, dict) and a.get("type") == "m.room_membership"}
+        if not allowed_rooms & set(await self.room_store.get_rooms_for_user(user_id)):
+            return None
+        invite_level = get_named_level(state, "invite", NAMED_LEVEL_DEFAULTS["invite"])
+        suffix = ":" + self.hs.hostname
+        # Highest power first, so the choice is stable and the most trusted member vouches for the join.
+        candidates = sorted((u for u in await self.room_store.get_users_in_room(room_id) if u.endswith(suffix)),
+                            key=lambda u: (-get_user_power_level(u, state), u))
+        for member in candidates:
+            if get_user_power_level(member, state) >= invite_level:
+                return member
+        return None
 
     async def send_membership(self, requester: Requester, room_id: str, target: str, membership: str,
                               content: dict[str, Any] | None = None, txn_id: str | None = None) -> Event:

@@ -19,6 +19,7 @@ SERVLET_MODULES: tuple[str, ...] = (
     "media", "profile", "presence", "user_directory",
     "appservice",
     "relations", "search", "report",
+    "hierarchy", "org",
 )
 
 

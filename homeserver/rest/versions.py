@@ -37,6 +37,7 @@ def register_servlets(hs: Any, router: Any) -> None:
                 "m.set_avatar_url": {"enabled": True},
                 "m.3pid_changes": {"enabled": False},
                 "m.get_login_token": {"enabled": False},
+                "m.profile_fields": hs.profile_handler.capability(),
             }
         }
 
