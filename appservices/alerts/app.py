@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from twisted.internet import reactor as _reactor
-from twisted.web import server
 
 from appservices.common.client import MatrixClient
 
@@ -16,7 +15,7 @@ from . import store
 from .config import AlertsConfig, ConfigError, load_config
 from .incidents import IncidentManager
 from .metrics import AlertMetrics
-from .web import BridgeResource
+from .web import make_site
 
 
 class AlertBridge:
@@ -32,7 +31,7 @@ class AlertBridge:
         self.db = store.Database(config.database_engine, config.database_args)
         self.client = MatrixClient(config.homeserver_url, config.registration.as_token)
         self.manager = IncidentManager(config, self.db, self.client, self.metrics)
-        self.site = server.Site(BridgeResource(config, self.manager, self.metrics))
+        self.site = make_site(config, self.manager, self.metrics)
         self.port: Any = None
 
     def start(self) -> None:

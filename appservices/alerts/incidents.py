@@ -298,8 +298,6 @@ class IncidentManager:
                 if e.code != 404:
                     raise
                 localpart = room[1:].split(":", 1)[0]
-                # The creator (our bot) gets full power by default; room version 12 even forbids listing it.
-                users = {u: route.team_power_level for u in route.invite}
                 resp = yield self.client.create_room(
                     {
                         "preset": "private_chat",
@@ -307,12 +305,29 @@ class IncidentManager:
                         "name": f"Alerts: {route.name}",
                         "topic": f"Incidents routed to {route.name}. Reply to an alert with !help.",
                         "invite": list(route.invite),
-                        "power_level_content_override": {"users": users},
                     }
                 )
                 room_id = resp["room_id"]
+                yield self._grant_team_power(room_id, route)
         yield self.db.run(store.set_room_id, room, room_id)
         return room_id
+
+    @inlineCallbacks
+    def _grant_team_power(self, room_id: str, route: Route) -> Any:
+        """Raise the route's team to ``team_power_level`` in a room the bot just created.
+
+        Done after creation rather than with ``power_level_content_override``: that override replaces the whole
+        ``users`` map, which drops the creator before room version 12 (locking the bot out of its own room)
+        while version 12 forbids listing the creator at all. Editing the generated event works in both.
+        """
+        if not route.invite:
+            return
+        pl = yield self.client.get_state_event(room_id, "m.room.power_levels")
+        users = dict(pl.get("users") or {})
+        if all(users.get(u) == route.team_power_level for u in route.invite):
+            return
+        users.update({u: route.team_power_level for u in route.invite})
+        yield self.client.send_state_event(room_id, "m.room.power_levels", dict(pl, users=users))
 
     # -- chat -----------------------------------------------------------------------------------------------
 

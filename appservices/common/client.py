@@ -104,6 +104,13 @@ class MatrixClient:
         path = f"/_matrix/client/v3/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}"
         return self.request("GET", path, user_id=user_id)
 
+    def send_state_event(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = "", user_id: str | None = None
+    ) -> Deferred:
+        """``PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}``; fires with ``{"event_id": ...}``."""
+        path = f"/_matrix/client/v3/rooms/{_q(room_id)}/state/{_q(event_type)}/{_q(state_key)}"
+        return self.request("PUT", path, content, user_id=user_id)
+
     def create_room(self, body: dict[str, Any], user_id: str | None = None) -> Deferred:
         """``POST /_matrix/client/v3/createRoom``; fires with ``{"room_id": ...}``."""
         return self.request("POST", "/_matrix/client/v3/createRoom", body, user_id=user_id)

@@ -1,4 +1,5 @@
-"""Processes for the alert bridge's end-to-end tests: a homeserver under test (Synapse for now) and the bridge.
+"""Processes for the alert bridge's end-to-end tests: the homeservers under test (Synapse and Tocsin), the
+bridge (on SQLite or on a fresh PostgreSQL database) and a fake Alertmanager API.
 
 A homeserver variant implements :class:`HomeserverUnderTest`: ``start(registration_files)`` starts it with the
 given appservice registration files known, then ``base_url`` / ``server_name`` describe it. Add another
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support.server import HomeserverProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("TOCSIN_ALERT_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
@@ -168,26 +172,52 @@ class SynapseHomeserver(HomeserverUnderTest):
             return ""
 
 
-class BridgeRegistration:
-    """The bridge's appservice registration for a test session (tokens random, port chosen up front)."""
+class TocsinHomeserver(HomeserverUnderTest):
+    """Our own homeserver (``python -m homeserver run``) on SQLite, started by tests/support/server.py."""
 
-    def __init__(self, directory: Path, server_name_regex: str = r"localhost") -> None:
+    name = "tocsin"
+
+    def __init__(self, data_dir: Path, server_name: str = "localhost") -> None:
+        self.server_name = server_name
+        self.process = HomeserverProcess(str(data_dir), "sqlite", server_name=server_name)
+
+    def start(self, registration_files: list[Path]) -> None:
+        self.process.extra_config = {"app_service_config_files": [str(p) for p in registration_files]}
+        self.process.start(timeout=60)
+        self.base_url = self.process.base_url
+
+    def stop(self) -> None:
+        self.process.cleanup()
+
+    def log_tail(self, lines: int = 80) -> str:
+        return self.process.log_tail(lines)
+
+
+class BridgeRegistration:
+    """A bridge's appservice registration for a test session (tokens random, port chosen up front).
+
+    ``localpart`` is the bot's localpart and the prefix of the bridge's room aliases (``#<localpart>-...``),
+    so several bridges can share a homeserver without seeing each other's rooms.
+    """
+
+    def __init__(self, directory: Path, server_name_regex: str = r"localhost", localpart: str = "alerts") -> None:
         self.port = free_port()
+        self.localpart = localpart
         self.as_token = secrets.token_urlsafe(24)
         self.hs_token = secrets.token_urlsafe(24)
-        self.path = directory / "alerts-registration.yaml"
+        self.path = directory / f"{localpart}-registration.yaml"
         self.path.write_text(
             yaml.safe_dump(
                 {
-                    "id": "tocsin-alerts-test",
+                    "id": f"tocsin-{localpart}-test",
                     "url": f"http://127.0.0.1:{self.port}",
                     "as_token": self.as_token,
                     "hs_token": self.hs_token,
-                    "sender_localpart": "alerts",
+                    "sender_localpart": localpart,
                     "rate_limited": False,
                     "namespaces": {
-                        "users": [{"regex": f"@alerts:{server_name_regex}", "exclusive": True}],
-                        "aliases": [{"regex": f"#alerts.*:{server_name_regex}", "exclusive": False}],
+                        "users": [{"regex": f"@{localpart}:{server_name_regex}", "exclusive": True}],
+                        "aliases": [{"regex": f"#{localpart}-.*:{server_name_regex}", "exclusive": False}],
                         "rooms": [],
                     },
                 }
@@ -195,15 +225,30 @@ class BridgeRegistration:
         )
 
 
+#: Template of the generic source ``uptime`` in the test bridge (same shape as config/alerts.yaml's example).
+UPTIME_TEMPLATE: dict[str, Any] = {
+    "dedup_key": "monitor.id",
+    "status": "state",
+    "resolved_values": ["up", "ok"],
+    "title": "message",
+    "url": "monitor.url",
+    "labels": {"alertname": "monitor.name", "severity": "severity", "instance": "monitor.url"},
+    "annotations": {"summary": "message", "description": "details"},
+}
+
+
 class BridgeProcess:
     """``python -m appservices.alerts -c <config>`` as a subprocess, with tokens for every source."""
 
     def __init__(self, directory: Path, registration: BridgeRegistration, hs: HomeserverUnderTest,
-                 routes: list[dict[str, Any]], default_route: dict[str, Any], max_body_bytes: int = 200_000) -> None:
+                 routes: list[dict[str, Any]], default_route: dict[str, Any], max_body_bytes: int = 200_000,
+                 database: dict[str, Any] | None = None, alertmanager_url: str | None = None) -> None:
         self.dir = directory
         self.registration = registration
         self.base_url = f"http://127.0.0.1:{registration.port}"
-        self.tokens = {s: secrets.token_urlsafe(16) for s in ("alertmanager", "grafana", "zabbix")}
+        #: every room of this bridge has a canonical alias starting with this (see tests.alerts.humans.Human)
+        self.alias_prefix = f"#{registration.localpart}-"
+        self.tokens = {s: secrets.token_urlsafe(16) for s in ("alertmanager", "grafana", "zabbix", "generic/uptime")}
         self.hmac_secret = secrets.token_urlsafe(16)
         self.api_token = secrets.token_urlsafe(16)
         self.db_path = directory / "alerts.db"
@@ -213,7 +258,7 @@ class BridgeProcess:
             "homeserver": {"url": hs.base_url, "server_name": hs.server_name},
             "registration": str(registration.path),
             "listen": {"host": "127.0.0.1", "port": registration.port},
-            "database": {"engine": "sqlite", "args": {"database": str(self.db_path)}},
+            "database": database or {"engine": "sqlite", "args": {"database": str(self.db_path)}},
             "max_body_bytes": max_body_bytes,
             "command_power_level": 50,
             "api_token": self.api_token,
@@ -223,10 +268,14 @@ class BridgeProcess:
                 "grafana": {"token": self.tokens["grafana"], "hmac_secret": self.hmac_secret,
                             "hmac_header": "X-Grafana-Alerting-Signature"},
                 "zabbix": {"token": self.tokens["zabbix"]},
+                "generic": {"uptime": {"token": self.tokens["generic/uptime"], "template": UPTIME_TEMPLATE}},
             },
             "routes": routes,
             "default_route": default_route,
         }
+        self.alertmanager_url = alertmanager_url
+        if alertmanager_url:
+            self.config["sources"]["alertmanager"]["url"] = alertmanager_url
         self.config_path.write_text(yaml.safe_dump(self.config, allow_unicode=True))
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -238,6 +287,12 @@ class BridgeProcess:
             cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
         wait_http(self.base_url + "/metrics", 30, self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL the process (a crash: no shutdown code runs) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
 
     def stop(self) -> None:
         """Stop the process (SIGTERM, then SIGKILL)."""

@@ -30,12 +30,17 @@ def ensure_users(hs: HomeserverUnderTest, names: list[str]) -> None:
 
 
 class Human:
-    """A logged-in nio client that auto-joins invites and records every timeline event it syncs (raw dicts)."""
+    """A logged-in nio client that auto-joins invites and records every timeline event it syncs (raw dicts).
 
-    def __init__(self, hs: HomeserverUnderTest, name: str) -> None:
+    With ``alias_prefix`` (e.g. ``"#alerts-"``) only events of rooms whose canonical alias starts with it are
+    recorded, so two bridges sharing a homeserver (and this user) never see each other's alerts.
+    """
+
+    def __init__(self, hs: HomeserverUnderTest, name: str, alias_prefix: str | None = None) -> None:
         self.user_id = f"@{name}:{hs.server_name}"
         self.client = AsyncClient(hs.base_url, self.user_id)
         self.name = name
+        self.alias_prefix = alias_prefix
         self.events: list[dict[str, Any]] = []
         self.joined: set[str] = set()
 
@@ -55,6 +60,11 @@ class Human:
             assert isinstance(joined, JoinResponse), joined
         for room_id, info in resp.rooms.join.items():
             self.joined.add(room_id)
+            if self.alias_prefix is not None:
+                room = self.client.rooms.get(room_id)
+                alias = room.canonical_alias if room is not None else None
+                if not (alias or "").startswith(self.alias_prefix):
+                    continue
             for ev in info.timeline.events:
                 raw = dict(ev.source)
                 raw["room_id"] = room_id

@@ -47,7 +47,7 @@ def test_alertmanager_lifecycle_from_chat(alert_bridge: BridgeProcess, homeserve
     assert _metric(metrics, "tocsin_alert_requests_rejected_total", source="alertmanager", reason="missing_field") == 1
 
     async def scenario() -> None:
-        alice = Human(hs, "alice")
+        alice = Human(hs, "alice", bridge.alias_prefix)
         await alice.login()
         try:
             code, body = bridge.post("alertmanager", firing)
@@ -114,7 +114,7 @@ def test_reaction_needs_power_level(alert_bridge: BridgeProcess, homeserver_unde
     incident_id = resp["incident_id"]
 
     async def scenario() -> None:
-        alice, bob = Human(hs, "alice"), Human(hs, "bob")
+        alice, bob = Human(hs, "alice", bridge.alias_prefix), Human(hs, "bob", bridge.alias_prefix)
         await alice.login()
         await bob.login()
         try:
@@ -148,7 +148,7 @@ def test_every_fixture_renders(alert_bridge: BridgeProcess, homeserver_under_tes
     bridge, hs = alert_bridge, homeserver_under_test
 
     async def scenario() -> None:
-        alice = Human(hs, "alice")
+        alice = Human(hs, "alice", bridge.alias_prefix)
         await alice.login()
         try:
             _post_ok(bridge, "alertmanager", "unicode_labels")
@@ -204,7 +204,7 @@ def test_restart_loses_nothing_and_posts_nothing_twice(
     raw = json.dumps(body).encode()
 
     async def scenario() -> None:
-        alice = Human(hs, "alice")
+        alice = Human(hs, "alice", bridge.alias_prefix)
         await alice.login()
         try:
             code, resp = bridge.post("alertmanager", raw)

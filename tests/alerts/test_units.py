@@ -7,6 +7,7 @@ import hmac
 import json
 import subprocess
 import sys
+from typing import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ from appservices.alerts.render import (
 )
 from appservices.alerts.report import build_report, format_csv
 from appservices.alerts.routing import Matcher, Route, Router
+
+from tests.support.server import create_pg_database, drop_pg_database
 
 from .harness import FIXTURES, REPO_ROOT
 
@@ -220,10 +223,27 @@ def test_sample_config_loads_and_errors_name_the_key(config_dict: dict, tmp_path
         parse_config(config_dict, str(tmp_path))
 
 
-def test_state_machine_in_store(config_dict: dict, tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
+    """The bridge's ``database`` config: a SQLite file, or a fresh PostgreSQL database (dropped afterwards).
+
+    PostgreSQL unreachable is an error, not a skip.
+    """
+    if request.param == "sqlite":
+        yield {"engine": "sqlite", "args": {"database": str(tmp_path / "s.db")}}
+        return
+    args = create_pg_database("tocsin_alerts_test")
+    try:
+        yield {"engine": "postgres", "args": args}
+    finally:
+        drop_pg_database(args["dbname"])
+
+
+def test_state_machine_in_store(config_dict: dict, tmp_path: Path, store_database: dict) -> None:
     cfg = parse_config(config_dict, str(tmp_path))
-    db = store.Database("sqlite", {"database": str(tmp_path / "s.db")})
+    db = store.Database(store_database["engine"], store_database["args"])
     db.run_sync(store.prepare)
+    db.run_sync(store.prepare)  # idempotent: a restart runs it again
     mgr = IncidentManager(cfg, db, client=None, metrics=AlertMetrics())  # type: ignore[arg-type]
     route = cfg.router.default
     firing = parse_alertmanager(fixture("alertmanager", "firing"))
@@ -247,7 +267,7 @@ def test_state_machine_in_store(config_dict: dict, tmp_path: Path) -> None:
     assert "route,default,2,1,1,60.0,120.0" in format_csv(list(rows.values()))
 
     # The report script reads the same database.
-    config_dict["database"]["args"]["database"] = str(tmp_path / "s.db")
+    config_dict["database"] = store_database
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config_dict))
     out = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "alerts_report"), "-c", str(tmp_path / "c.yaml"),
                           "--csv", "--since", "0"], capture_output=True, text=True, check=True).stdout
@@ -255,4 +275,67 @@ def test_state_machine_in_store(config_dict: dict, tmp_path: Path) -> None:
     table = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "alerts_report"), "-c",
                             str(tmp_path / "c.yaml")], capture_output=True, text=True, check=True).stdout
     assert "1m00s" in table and "2m00s" in table
+    db.close()
+
+
+def test_store_queries_on_both_engines(config_dict: dict, tmp_path: Path, store_database: dict) -> None:
+    """Every store function the bridge uses, with values that differ between engines (unicode, ms > 2**31)."""
+    cfg = parse_config(config_dict, str(tmp_path))
+    db = store.Database(store_database["engine"], store_database["args"])
+    db.run_sync(store.prepare)
+    mgr = IncidentManager(cfg, db, client=None, metrics=AlertMetrics())  # type: ignore[arg-type]
+    route = cfg.router.default
+    t0 = 1_715_650_000_000  # May 2024 in ms: needs BIGINT
+    group = parse_alertmanager(fixture("alertmanager", "unicode_labels"))
+    inc, _ = db.run_sync(mgr._store_group, group, route, t0)
+    # At most one open incident per (source, dedup key), enforced by the database itself.
+    with pytest.raises(Exception):
+        db.run_sync(store.create_incident, group, "default", "#r:x", None, t0 + 1)
+    assert db.run_sync(store.get_open_incident, group.source, group.dedup_key).incident_id == inc.incident_id
+    loaded = db.run_sync(lambda txn: store.load_group(txn, store.get_incident(txn, inc.incident_id)))
+    assert loaded.title == group.title and loaded.common_labels == group.common_labels
+    assert [a.fingerprint for a in loaded.alerts] == sorted(a.fingerprint for a in group.alerts)
+
+    # Outbox: ordered, transaction IDs fixed at enqueue, attempts counted, removed when done.
+    rows = db.run_sync(store.pending_outbox)
+    assert [r["kind"] for r in rows] == ["root"]
+    seq2 = db.run_sync(store.enqueue, inc.incident_id, "edit", {"text": "✅ ok"}, t0 + 2)
+    seq3 = db.run_sync(store.enqueue, inc.incident_id, "edit", {}, t0 + 3)
+    assert db.run_sync(store.later_edit_pending, inc.incident_id, seq2) is True
+    assert db.run_sync(store.later_edit_pending, inc.incident_id, seq3) is False
+    db.run_sync(store.outbox_failed, rows[0]["seq"])
+    again = db.run_sync(store.pending_outbox)
+    assert [(r["seq"], r["attempts"], r["txn_id"]) for r in again][0] == (rows[0]["seq"], 1, rows[0]["txn_id"])
+    assert json.loads(again[1]["payload_json"]) == {"text": "✅ ok"}
+    for r in again:
+        db.run_sync(mgr._sent, r, "$root" if r["kind"] == "root" else None, t0 + 4)
+    assert db.run_sync(store.pending_outbox) == []
+    assert db.run_sync(store.get_incident, inc.incident_id).root_event_id == "$root"
+    db.run_sync(store.record_message, "$thread1", inc.incident_id, "thread", t0 + 5)
+    db.run_sync(store.record_message, "$thread1", inc.incident_id, "thread", t0 + 6)  # idempotent
+    assert db.run_sync(store.incident_for_event, "$thread1").incident_id == inc.incident_id
+    assert db.run_sync(store.incident_for_event, "$root").incident_id == inc.incident_id
+    assert db.run_sync(store.incident_for_event, "$nope") is None
+
+    # Each chat event acts once.
+    assert db.run_sync(store.mark_event_handled, "$cmd", t0) is True
+    assert db.run_sync(store.mark_event_handled, "$cmd", t0) is False
+
+    # Rooms cache, actions, filters.
+    db.run_sync(store.set_room_id, "#alerts:example.com", "!a:example.com")
+    db.run_sync(store.set_room_id, "#alerts:example.com", "!b:example.com")
+    assert db.run_sync(store.get_room_id, "#alerts:example.com") == "!b:example.com"
+    assert db.run_sync(store.known_room_ids) == ["!b:example.com"]
+    db.run_sync(mgr._apply_in_txn, inc.incident_id, Command("note", "נפל השרת 🔥"), "@a:x", "$n", t0 + 7, None)
+    actions = db.run_sync(store.list_actions, inc.incident_id)
+    assert [(a["action"], a["detail"]) for a in actions][-1] == ("note", "נפל השרת 🔥")
+    assert actions[-1]["ts"] == t0 + 7
+    assert [i.incident_id for i in db.run_sync(store.list_incidents, "firing", t0, t0 + 1, "default")] == [
+        inc.incident_id
+    ]
+    assert db.run_sync(store.list_incidents, None, t0 + 1) == []
+    assert db.run_sync(store.list_incidents, "resolved") == []
+    assert [(r["route"], r["state"], int(r["n"])) for r in db.run_sync(store.count_open)] == [
+        ("default", "firing", 1)
+    ]
     db.close()
