@@ -252,6 +252,8 @@ class SyncHandler:
         ser = self.serializer.serialize
         fmt = flt.event_format
         fields = flt.event_fields
+        # A federation-format event is the PDU: without room_id its hashes and signatures could not be checked.
+        with_room_id = fmt == "federation"
         ephemeral: list[dict[str, Any]] = []
         if typing_changed or (since is None and self.typing.typing_users(room_id)):
             ephemeral.append(self.typing.get_typing_event(room_id))
@@ -259,12 +261,12 @@ class SyncHandler:
             ephemeral.append(receipt_event)
         room: dict[str, Any] = {
             "timeline": {
-                "events": await ser(timeline, requester, include_room_id=False, event_format=fmt,
+                "events": await ser(timeline, requester, include_room_id=with_room_id, event_format=fmt,
                                     event_fields=fields),
                 "limited": limited,
                 "prev_batch": now.copy_and_replace("events", timeline_start).to_string(),
             },
-            "state": {"events": await ser(state_events, requester, include_room_id=False, event_format=fmt,
+            "state": {"events": await ser(state_events, requester, include_room_id=with_room_id, event_format=fmt,
                                           event_fields=fields, bundle_relations=False)},
             "ephemeral": {"events": flt.filter_room_ephemeral(ephemeral, room_id)},
             "account_data": {"events": flt.filter_room_account_data(

@@ -131,6 +131,12 @@ def test_sync_event_fields_and_federation_format(api: Api) -> None:
     assert ev["event_id"] and ev["content"] == {"msgtype": "m.text", "body": "shape"}
     for key in ("auth_events", "prev_events", "depth", "hashes", "signatures"):
         assert key in ev, key
+    # The PDU is whole: its content hash verifies.
+    assert ev["room_id"] == room
+    from homeserver.events.hashing import check_content_hash
+
+    pdu = {k: v for k, v in ev.items() if k not in ("event_id", "unsigned")}
+    assert check_content_hash(pdu)
 
 
 def test_lazy_load_members(api: Api) -> None:
