@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 MAX_DEPARTMENT_DEPTH = 6  # levels in a department path
 MAX_DEPARTMENT_PART_LEN = 100  # characters of one level's name
 MAX_PEOPLE = 100_000
-ORG_ROOM_VERSION = "10"  # restricted joins (v8+) with integer-only power levels
+ORG_ROOM_VERSION = "10"
+# The local user that creates and administers the department spaces and rooms, so any server admin can run a
+# sync (the rooms never depend on which admin ran the first one). Created on first use, without a password.
+ORG_BOT_LOCALPART = "tocsin-org"  # restricted joins (v8+) with integer-only power levels
 # Chart attributes that become profile fields (the key each one is stored under).
 CHART_FIELDS = {"title": FIELD_TITLE, "department": FIELD_DEPARTMENT, "phone": FIELD_PHONE, "email": FIELD_EMAIL,
                 "manager": FIELD_MANAGER}
@@ -123,6 +126,9 @@ def validate_chart(people: Any, server_name: str, max_value_bytes: int) -> list[
             err(line, "username", "username is missing")
             continue
         username = username.strip()
+        if username.lower() == ORG_BOT_LOCALPART:
+            err(line, "username", f"username {username!r} is reserved for the server's organisation bot")
+            bad = True
         try:
             check_localpart_grammar(username, server_name)
         except MatrixError as e:
@@ -233,7 +239,11 @@ class OrgHandler:
       "passwords": {user_id: initial password}}`` (OrgChartError 400 for a bad chart, nothing changed)
     - ``await team_room(admin, department) -> {"room_id", "space_id", "members"}`` (NotFoundError if unknown)
     - ``await direct_message(admin, user_a, user_b) -> {"room_id", "created": bool}``
-    - ``await describe() -> {"departments": {path: {"space_id", "room_id", "members": [user_id]}}}``
+    - ``await describe() -> {"departments": {path: {"space_id", "room_id", "members", "space_members"}}}``
+      (joined user IDs of the team room and of the space)
+
+    ``admin`` arguments are the server admin who asked (the REST layer checks that); the spaces and rooms are
+    created and administered by the organisation bot (:meth:`bot`).
     """
 
     def __init__(self, hs: Any) -> None:
@@ -251,10 +261,18 @@ class OrgHandler:
             plan = await self._plan(chart)
             passwords: dict[str, str] = {}
             if not dry_run:
-                passwords = await self._apply(admin, chart, plan)
+                passwords = await self._apply(await self.bot(), chart, plan)
             return {"dry_run": dry_run, "changes": plan.changes, "passwords": passwords}
         finally:
             self._lock.release()
+
+    async def bot(self) -> Requester:
+        """The organisation bot (``@tocsin-org:<server>``), created on first use."""
+        user_id = f"@{ORG_BOT_LOCALPART}:{self.hs.hostname}"
+        if await self.hs.account_store.get_user(user_id) is None:
+            await self.hs.registration_handler.register_user(ORG_BOT_LOCALPART, None)
+            await self.hs.account_store.set_initial_displayname(user_id, "Organisation")
+        return Requester(user_id, None, None)
 
     async def _memberships(self, room_id: str) -> frozenset[str]:
         joined = await self.hs.room_store.get_users_in_room(room_id)
@@ -481,7 +499,9 @@ class OrgHandler:
             if not dept.active:
                 continue
             members = await self.hs.room_store.get_users_in_room(dept.room_id)
-            out[path] = {"space_id": dept.space_id, "room_id": dept.room_id, "members": sorted(members)}
+            space_members = await self.hs.room_store.get_users_in_room(dept.space_id)
+            out[path] = {"space_id": dept.space_id, "room_id": dept.room_id, "members": sorted(members),
+                         "space_members": sorted(space_members)}
         return {"departments": out}
 
     async def team_room(self, admin: Requester, department: str) -> dict[str, Any]:
@@ -492,6 +512,7 @@ class OrgHandler:
         if dept is None or not dept.active:
             raise NotFoundError(f"Unknown department {department!r}")
         people = await self.store.get_people()
+        admin = await self.bot()
         for user_id, (user_dept, left_ts) in sorted(people.items()):
             if left_ts is None and user_dept == path:
                 for prefix in department_prefixes(path):

@@ -3,7 +3,7 @@
 - ``POST /_tocsin/admin/v1/org/sync`` ``{"people": [...], "dry_run": bool}`` -> ``{"dry_run", "changes": [...],
   "passwords": {user_id: initial password}}``; a bad chart is 400 ``M_INVALID_PARAM`` with ``errors: [{"line",
   "field", "error"}]`` and nothing changed.
-- ``GET /_tocsin/admin/v1/org/departments`` -> ``{"departments": {path: {"space_id", "room_id", "members"}}}``.
+- ``GET /_tocsin/admin/v1/org/departments`` -> ``{"departments": {path: {"space_id", "room_id", "members", "space_members"}}}``.
 - ``POST /_tocsin/admin/v1/org/team_room`` ``{"department": "Engineering/Platform"}`` -> ``{"room_id",
   "space_id", "members"}`` (every member of the department joined).
 - ``POST /_tocsin/admin/v1/org/dm`` ``{"user_ids": [a, b]}`` -> ``{"room_id", "created"}`` (both joined, both
