@@ -55,7 +55,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     bridge = AlertBridge(config)
+    # Escalation runs in this process when alerts.yaml has an `escalation:` key (see docs/escalation.md).
+    from appservices.escalation.integration import EscalationSetupError, attach_escalation
+
+    try:
+        escalation = attach_escalation(bridge, args.config)
+    except (OSError, EscalationSetupError) as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
     bridge.start()
+    if escalation is not None:
+        escalation.start().addErrback(lambda f: logging.getLogger(__name__).error(
+            "escalation failed to start: %s", f.getTraceback()))
     logging.getLogger(__name__).info(
         "alert bridge listening on %s:%d for %s", config.listen_host, config.listen_port, config.server_name
     )

@@ -1,0 +1,226 @@
+"""Escalation end to end with real processes: a homeserver (each of tests.alerts' HOMESERVERS), the alert bridge
+with escalation enabled, a Twilio-compatible HTTP server and a real SMTP server. An Alertmanager notification
+comes in; the on-call person's matrix-nio client does not read it; SMS and email follow on the read timeout; the
+person reads (a read receipt pushed to the bridge as ephemeral data) and acknowledges; nothing more is sent.
+A second test SIGKILLs the bridge mid-policy and checks the next page still goes out once, on time."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from nio.api import ReceiptType
+
+from escalation_e2e_lib import (
+    EphemeralRegistration,
+    EscalatingBridge,
+    FakeTwilio,
+    SmtpSink,
+    escalation_yaml,
+    metric,
+)
+from tests.alerts.harness import FIXTURES, HomeserverUnderTest
+from tests.alerts.humans import Human, content_of, is_root_alert, is_thread_reply
+
+pytestmark = pytest.mark.slow
+
+FIRING = (FIXTURES / "alertmanager" / "firing.json").read_bytes()
+SUMMARY = "BlackBox Probe Failure: https://shop.example.org"
+
+
+async def until(predicate: Callable[[], Any], timeout_s: float, human: Human | None = None) -> Any:
+    """Poll ``predicate`` (syncing ``human`` meanwhile, else sleeping 0.1 s) until it is truthy; its value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        if human is not None:
+            await human.sync(timeout_ms=200)
+        else:
+            await asyncio.sleep(0.1)
+
+
+def is_page_for(user_id: str) -> Callable[[dict[str, Any]], bool]:
+    """The escalation's Matrix page: an m.text mentioning exactly ``user_id``, naming the incident."""
+
+    def check(ev: dict[str, Any]) -> bool:
+        c = content_of(ev)
+        return (ev.get("type") == "m.room.message" and c.get("m.mentions") == {"user_ids": [user_id]}
+                and c.get("body", "").startswith(f"{user_id}: [CRITICAL] {SUMMARY} (incident "))
+
+    return check
+
+
+def body_of(ev: dict[str, Any]) -> str:
+    return str(content_of(ev).get("body", ""))
+
+
+def test_unread_page_goes_to_sms_and_email_then_read_and_ack_stop_it(
+    escalation_homeserver: HomeserverUnderTest, escalation_registration: EphemeralRegistration,
+    twilio: FakeTwilio, smtp: SmtpSink, escalation_session_dir: Path,
+) -> None:
+    hs = escalation_homeserver
+    alice_id, bob_id = f"@alice:{hs.server_name}", f"@bob:{hs.server_name}"
+    room_alias = f"#esc-main-{hs.name}:{hs.server_name}"
+    # Bob takes over schedule "backup" 25 s from now: the bridge announces that handoff in the room.
+    handoff = (datetime.now(timezone.utc) + timedelta(seconds=25)).replace(microsecond=0)
+    read_timeout, tier_timeout = 3, 14
+    bridge = EscalatingBridge(
+        escalation_session_dir / f"main-{hs.name}", escalation_registration, hs, room_alias,
+        escalation_yaml(twilio, smtp, hs.server_name, read_timeout, tier_timeout,
+                        handoff.strftime("%Y-%m-%dT%H:%M:%S")),
+        handoff_room=room_alias,
+    )
+    bridge.start()
+
+    async def scenario() -> None:
+        alice = Human(hs, "alice")
+        await alice.login()
+        try:
+            t0 = time.monotonic()
+            incident_id = bridge.post_alert(FIRING)["incident_id"]
+            root_ev = await alice.wait_for(lambda e: is_root_alert(e, "BlackBox Probe Failure"))
+            root, room = root_ev["event_id"], root_ev["room_id"]
+            page = await alice.wait_for(is_page_for(alice_id), timeout_s=10)
+            assert incident_id in body_of(page) and f"https://matrix.to/#/{room}/{root}" in body_of(page)
+
+            # Alice's client shows nothing as read; after the read timeout the SMS goes out...
+            sms = (await until(twilio.messages, 15, alice))[0]
+            assert sms.form["To"] == "+15550001" and sms.form["From"] == "+15005550006"
+            assert sms.form["Body"].startswith(f"[CRITICAL] {SUMMARY}\nIncident {incident_id}\n")
+            assert read_timeout - 0.5 <= sms.at - t0 <= read_timeout + 4, sms.at - t0
+            # ...and one read timeout later the email.
+            mail = (await until(smtp.messages, 15, alice))[0]
+            assert mail.rcpt_tos == ["alice@example.org"] and mail.mail_from == "tocsin@example.org"
+            assert mail.message["Subject"] == f"[CRITICAL] {SUMMARY}"
+            plain = mail.message.get_body(("plain",)).get_content()
+            html = mail.message.get_body(("html",)).get_content()
+            assert f"Open the alert: https://matrix.to/#/{room}/{root}" in plain
+            assert f'href="https://matrix.to/#/{room}/{root}"' in html
+            assert read_timeout - 1 <= mail.at - sms.at <= read_timeout + 3, mail.at - sms.at
+
+            # Alice reads (a receipt on the newest event she has) and the bridge learns it from the homeserver.
+            newest = [e for e in alice.events if e["room_id"] == room][-1]["event_id"]
+            await alice.client.update_receipt_marker(room, newest, ReceiptType.read)
+            await until(lambda: metric(bridge.get("/metrics")[1], "tocsin_escalation_time_to_read_seconds_count"),
+                        15, alice)
+            await alice.thread_command(room, root, "!ack")
+            await alice.wait_for(lambda e: is_thread_reply(e, root, f"Acknowledged by {alice_id}"))
+
+            # Past the tier timeout (bob would be paged) and further: nothing else goes out.
+            while time.monotonic() < t0 + tier_timeout + read_timeout + 2:
+                await alice.sync(timeout_ms=500)
+            assert len(twilio.messages()) == 1 and len(smtp.messages()) == 1
+            assert len([e for e in alice.events if is_page_for(alice_id)(e)]) == 1
+            assert not [e for e in alice.events if (content_of(e).get("m.mentions") or {}).get("user_ids") == [bob_id]]
+
+            # !status: the bridge's own summary, then the escalation trail per person.
+            await alice.thread_command(room, root, "!status")
+            trail = body_of(await alice.wait_for(lambda e: is_thread_reply(e, root, "Escalation trail")))
+            assert f"Incident {incident_id}: acknowledged, priority critical, policy oncall, tier 1, cycle 1" in trail
+            ts = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
+            assert re.search(
+                rf"- {re.escape(alice_id)}: notified matrix {ts} \(delivered\), sms {ts} \(delivered\), "
+                rf"email {ts} \(delivered\); read {ts}; acked {ts}", trail), trail
+
+            # !oncall in the room, with and without a schedule name.
+            await alice.send(room, {"msgtype": "m.text", "body": "!oncall primary"})
+            answer = body_of(await alice.wait_for(lambda e: body_of(e).startswith("On call at")))
+            assert f"- primary: {alice_id}" in answer and "backup" not in answer
+            await alice.send(room, {"msgtype": "m.text", "body": "!oncall"})
+            answer = body_of(await alice.wait_for(lambda e: body_of(e).startswith("On call at")
+                                                  and "backup" in body_of(e)))
+            assert f"- backup: {alice_id} (next handoff {handoff:%Y-%m-%d %H:%M} UTC to {bob_id})" in answer
+            await alice.send(room, {"msgtype": "m.text", "body": "!oncall nosuch"})
+            await alice.wait_for(lambda e: body_of(e) == "No schedule named 'nosuch' (known: backup, primary).")
+
+            # The handoff is announced in the team room when it happens, mentioning the new on-call person.
+            note = await alice.wait_for(lambda e: "On-call handoff for schedule backup" in body_of(e),
+                                        timeout_s=max(5.0, (handoff - datetime.now(timezone.utc)).total_seconds() + 10))
+            assert f"{alice_id} → {bob_id}" in body_of(note)
+            assert content_of(note)["m.mentions"] == {"user_ids": [bob_id]}
+            assert datetime.now(timezone.utc) >= handoff
+        finally:
+            await alice.close()
+
+    try:
+        asyncio.run(scenario())
+        # iCalendar export over HTTP with the API token.
+        code, ics = bridge.get("/api/v1/schedules/primary.ics")
+        assert code == 200 and ics.startswith("BEGIN:VCALENDAR") and f"SUMMARY:On call (primary): {alice_id}" in ics
+        assert bridge.get("/api/v1/schedules/primary.ics", token=None)[0] == 401
+        assert bridge.get("/api/v1/schedules/primary.ics", token="wrong")[0] == 403
+        assert bridge.get("/api/v1/schedules/nosuch.ics")[0] == 404
+        # /metrics carries the bridge's and the escalation's metrics.
+        text = bridge.get("/metrics")[1]
+        assert metric(text, "tocsin_alerts_received_total", source="alertmanager", status="firing") == 1
+        for channel in ("matrix", "sms", "email"):
+            assert metric(text, "tocsin_escalation_pages_sent_total", channel=channel, result="delivered") == 1
+        assert metric(text, "tocsin_escalation_escalations_total", tier="1") == 1
+        assert metric(text, "tocsin_escalation_escalations_total", tier="2") == 0
+        assert metric(text, "tocsin_escalation_time_to_acknowledge_seconds_count") == 1
+        assert metric(text, "tocsin_channel_delivery_attempts_total", channel="sms", result="delivered") == 1
+    finally:
+        bridge.stop()
+        print(f"\n--- bridge log tail ---\n{bridge.log_tail(60)}")
+
+
+def test_sigkill_mid_policy_next_page_goes_out_once_on_time(
+    escalation_homeserver: HomeserverUnderTest, escalation_registration: EphemeralRegistration,
+    twilio: FakeTwilio, smtp: SmtpSink, escalation_session_dir: Path,
+) -> None:
+    hs = escalation_homeserver
+    alice_id = f"@alice:{hs.server_name}"
+    read_timeout = 5
+    bridge = EscalatingBridge(
+        escalation_session_dir / f"kill-{hs.name}", escalation_registration, hs,
+        f"#esc-kill-{hs.name}:{hs.server_name}",
+        escalation_yaml(twilio, smtp, hs.server_name, read_timeout, tier_timeout_s=120),
+    )
+    bridge.start()
+
+    async def scenario() -> None:
+        alice = Human(hs, "alice")
+        await alice.login()
+        try:
+            t0 = time.monotonic()
+            incident_id = bridge.post_alert(FIRING)["incident_id"]
+            await alice.wait_for(is_page_for(alice_id), timeout_s=10)
+            seen = time.monotonic()
+            # Mid-policy: the chat page is out, the SMS timer is pending in the database.
+            bridge.kill()
+            bridge.start()
+            restarted = time.monotonic()
+            assert restarted < t0 + read_timeout, "restart too slow for an on-time check"
+            sms = (await until(twilio.messages, 15, alice))[0]
+            # Due read_timeout after the chat page, which went out between t0 and `seen`.
+            assert t0 + read_timeout - 0.2 <= sms.at <= seen + read_timeout + 1.5, (sms.at - t0, seen - t0)
+            mail = (await until(smtp.messages, 15, alice))[0]
+            assert sms.at + read_timeout - 0.5 <= mail.at <= sms.at + read_timeout + 2
+            while time.monotonic() < mail.at + read_timeout + 1:
+                await alice.sync(timeout_ms=500)
+            # Once each: nothing doubled by the restart, nothing lost.
+            assert [m.form["To"] for m in twilio.messages()] == ["+15550001"]
+            assert [m.rcpt_tos for m in smtp.messages()] == [["alice@example.org"]]
+            assert len([e for e in alice.events if is_page_for(alice_id)(e)]) == 1
+            root = next(e for e in alice.events if is_root_alert(e, "BlackBox Probe Failure"))
+            await alice.thread_command(root["room_id"], root["event_id"], "!status")
+            trail = body_of(await alice.wait_for(lambda e: is_thread_reply(e, root["event_id"], "Escalation trail")))
+            assert f"Incident {incident_id}: open" in trail
+            assert trail.count("(delivered)") == 3 and "read -; acked -" in trail
+        finally:
+            await alice.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        bridge.stop()
+        print(f"\n--- bridge log tail ---\n{bridge.log_tail(60)}")
