@@ -431,7 +431,8 @@ class OrgHandler:
             "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": space_rules},
                               {"type": "m.room.history_visibility", "state_key": "",
                                "content": {"history_visibility": "shared"}},
-                              {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}}]
+                              {"type": "m.room.guest_access", "state_key": "",
+                               "content": {"guest_access": "forbidden"}}]
             + ([{"type": "m.space.parent", "state_key": parent.space_id,
                  "content": {"via": [host], "canonical": True}}] if parent is not None else []),
         })
@@ -441,7 +442,8 @@ class OrgHandler:
             "initial_state": [{"type": "m.room.join_rules", "state_key": "",
                                "content": {"join_rule": "restricted",
                                            "allow": [{"type": "m.room_membership", "room_id": space_id}]}},
-                              {"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "forbidden"}},
+                              {"type": "m.room.guest_access", "state_key": "",
+                               "content": {"guest_access": "forbidden"}},
                               {"type": "m.space.parent", "state_key": space_id,
                                "content": {"via": [host], "canonical": True}}],
         })
