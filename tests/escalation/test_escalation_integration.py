@@ -1,0 +1,126 @@
+"""The bridge-side pieces of escalation without processes: receipt parsing, read matching by arrival order,
+the bridge config's ``escalation`` section and the ``!oncall`` answer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+from appservices.escalation.integration import (
+    BridgeEscalation,
+    EscalationSetupError,
+    load_settings,
+    receipts_of,
+    registration_wants_ephemeral,
+)
+from appservices.escalation.schedule import load_schedules
+from appservices.escalation.store import EscalationStore
+
+
+def test_receipts_of_keeps_read_and_private_read_only() -> None:
+    edus: list[Any] = [
+        {"type": "m.receipt", "room_id": "!r:hs", "content": {
+            "$a": {"m.read": {"@alice:hs": {"ts": 1000, "thread_id": "main"}},
+                   "m.read.private": {"@bob:hs": {"ts": 2000}}},
+            "$b": {"m.fully_read": {"@carol:hs": {"ts": 3000}}, "m.read": {"@dave:hs": {}}},
+        }},
+        {"type": "m.typing", "room_id": "!r:hs", "content": {"user_ids": ["@alice:hs"]}},
+        {"type": "m.receipt", "content": {"$c": {"m.read": {"@x:hs": {"ts": 1}}}}},  # no room_id: ignored
+        "garbage",
+    ]
+    assert receipts_of(edus) == [("@alice:hs", "!r:hs", "$a", 1000), ("@bob:hs", "!r:hs", "$a", 2000),
+                                 ("@dave:hs", "!r:hs", "$b", None)]
+
+
+def _incident(store: EscalationStore, incident_id: str, room: str, alert: str | None, user: str) -> None:
+    def fn(txn: Any) -> None:
+        store.upsert_incident(txn, {
+            "incident_id": incident_id, "route": "r", "priority": "high", "policy_name": "p", "room_id": room,
+            "alert_event_id": alert, "summary": "s", "alert_key": incident_id, "state": "open", "tier_index": 0,
+            "cycle": 0, "opened_ts": 0, "acked_ts": None, "acked_by": None, "resolved_ts": None,
+            "last_tier_hook_cycle": -1})
+        store.touch_recipient(txn, incident_id, user, 0)
+
+    store.transaction(fn)
+
+
+def test_a_receipt_counts_for_the_alert_and_everything_after_it_in_its_room() -> None:
+    store = EscalationStore.sqlite(":memory:")
+    for n, ev in enumerate(["$old", "$alert1", "$chat", "$alert2", "$later"]):
+        assert store.transaction(lambda t, e=ev: store.record_room_event(t, "!r:hs", e, n))
+    assert not store.transaction(lambda t: store.record_room_event(t, "!r:hs", "$chat", 99))  # retried txn
+    _incident(store, "i1", "!r:hs", "$alert1", "@alice:hs")
+    _incident(store, "i2", "!r:hs", "$alert2", "@alice:hs")
+    _incident(store, "other-room", "!elsewhere:hs", "$alert1", "@alice:hs")
+    _incident(store, "page-only", "!r:hs", None, "@alice:hs")
+    store.transaction(lambda t: store.insert_page(t, "pg", "page-only", "@alice:hs", "matrix", 0, "page", 0,
+                                                  "delivered"))
+    store.transaction(lambda t: t.execute("UPDATE escalation_pages SET provider_id = '$later' WHERE page_id = 'pg'"))
+
+    def read_by(user: str, event: str, room: str = "!r:hs") -> list[str]:
+        return sorted(store.transaction(lambda t: BridgeEscalation._read_by(t, user, room, event)))
+
+    assert read_by("@alice:hs", "$old") == []                 # before every alert
+    assert read_by("@alice:hs", "$chat") == ["i1"]            # after alert 1, before alert 2
+    assert read_by("@alice:hs", "$later") == ["i1", "i2", "page-only"]
+    assert read_by("@alice:hs", "$unknown") == []             # never seen: no order to compare
+    assert read_by("@bob:hs", "$later") == []                 # bob was not paged
+    store.transaction(lambda t: store.set_read(t, "i1", "@alice:hs", 5))
+    assert read_by("@alice:hs", "$later") == ["i2", "page-only"]  # already read: not again
+    assert store.transaction(lambda t: store.forget_room_events(t, 3)) == 3
+
+
+def _write(path: Path, data: Any) -> str:
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_settings_resolve_paths_and_name_bad_keys(tmp_path: Path) -> None:
+    assert load_settings(_write(tmp_path / "a.yaml", {"homeserver": {}})) is None
+    s = load_settings(_write(tmp_path / "b.yaml", {"escalation": {"config": "esc.yaml", "handoff_rooms":
+                                                                  {"primary": "#team:hs"}}}))
+    assert s is not None
+    assert (s.config_path, s.database_args, s.receipts) == (str(tmp_path / "esc.yaml"),
+                                                            {"database": str(tmp_path / "escalation.db")}, "auto")
+    bad = {
+        "escalation.config: required": {},
+        "escalation.colour: unknown key": {"config": "x", "colour": 1},
+        "escalation.receipts: expected auto, ephemeral or sync": {"config": "x", "receipts": "smoke"},
+        "escalation.database.engine": {"config": "x", "database": {"engine": "mysql"}},
+        "escalation.database.args.dsn": {"config": "x", "database": {"engine": "postgres", "args": {}}},
+        "escalation.handoff_rooms": {"config": "x", "handoff_rooms": {"primary": "team"}},
+        "escalation.severity_priorities": {"config": "x", "severity_priorities": {"p1": "urgent"}},
+        "escalation.ical_days": {"config": "x", "ical_days": 0},
+    }
+    for message, section in bad.items():
+        with pytest.raises(EscalationSetupError, match=message.replace(".", r"\.")):
+            load_settings(_write(tmp_path / "bad.yaml", {"escalation": section}))
+
+
+def test_registration_ephemeral_keys(tmp_path: Path) -> None:
+    assert registration_wants_ephemeral(_write(tmp_path / "r1.yaml", {"receive_ephemeral": True}))
+    assert registration_wants_ephemeral(_write(tmp_path / "r2.yaml", {"de.sorunome.msc2409.push_ephemeral": True}))
+    assert not registration_wants_ephemeral(_write(tmp_path / "r3.yaml", {"id": "x"}))
+
+
+def test_oncall_answer_names_people_and_next_handoff() -> None:
+    schedules = load_schedules({
+        "primary": {"time_zone": "Europe/Berlin", "layers": [
+            {"members": ["@alice:hs", "@bob:hs"], "rotation": "weekly", "start": "2024-01-01T09:00"}]},
+        "empty": {"layers": [{"members": ["@carol:hs"], "rotation": "daily", "start": "2024-01-01T09:00",
+                              "active_until": "2024-02-01T00:00"}]},
+    })
+    fake = SimpleNamespace(config=SimpleNamespace(schedules=schedules))
+    # Wednesday; 2024-06-03 is 22 weeks after the first handoff, so that week is Alice's (even), the next Bob's.
+    at = datetime(2024, 6, 5, 10, 0, tzinfo=timezone.utc)
+    assert BridgeEscalation.oncall_text(fake, "primary", at) == (  # type: ignore[arg-type]
+        "On call at 2024-06-05 10:00 UTC:\n"
+        "- primary: @alice:hs (next handoff 2024-06-10 07:00 UTC to @bob:hs)")
+    assert BridgeEscalation.oncall_text(fake, None, at).splitlines()[1] == "- empty: nobody"  # type: ignore[arg-type]
+    assert BridgeEscalation.oncall_text(fake, "nope", at) == (  # type: ignore[arg-type]
+        "No schedule named 'nope' (known: empty, primary).")
