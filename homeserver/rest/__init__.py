@@ -11,6 +11,8 @@ SERVLET_MODULES: tuple[str, ...] = (
     "rooms",
     "directory",
     "sync",
+    "voip",
+    "thirdparty",
     "keys",
     "to_device",
     "room_keys",

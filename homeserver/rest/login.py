@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.handlers.auth import LOGIN_TYPE_APPSERVICE, LOGIN_TYPE_PASSWORD, authenticate
-from homeserver.http.errors import BadJsonError, Codes, ForbiddenError, MatrixError
+from homeserver.http.errors import (
+    BadJsonError,
+    Codes,
+    ForbiddenError,
+    MatrixError,
+    MissingParamError,
+    UnknownTokenError,
+)
 from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.server import CLIENT_PREFIX, parse_json_object
 
@@ -72,10 +79,19 @@ def register_servlets(hs: Any, router: Any) -> None:
         await hs.account_store.delete_access_tokens_for_user(requester.user_id)
         return 200, {}
 
+    async def refresh(request: Any) -> tuple[int, JsonDict]:
+        # Spec "Refreshing access tokens": this server never issues refresh tokens (login and register ignore
+        # refresh_token: true), so no refresh token can be valid.
+        body = parse_json_object(request)
+        if not isinstance(body.get("refresh_token"), str):
+            raise MissingParamError("Missing refresh_token")
+        raise UnknownTokenError("Refresh tokens are not issued by this server")
+
     router.register("GET", CLIENT_PREFIX + r"/login", get_flows, "login_flows")
     router.register("POST", CLIENT_PREFIX + r"/login", login, "login")
     router.register("POST", CLIENT_PREFIX + r"/logout", logout, "logout")
     router.register("POST", CLIENT_PREFIX + r"/logout/all", logout_all, "logout_all")
+    router.register("POST", CLIENT_PREFIX + r"/refresh", refresh, "refresh")
 
 
 async def _password_login(hs: Any, body: JsonDict, by_account: Ratelimiter, failed_attempts: Ratelimiter) -> str:

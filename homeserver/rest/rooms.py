@@ -233,6 +233,21 @@ def register_servlets(hs: Any, router: Any) -> None:
         await members.update_membership(requester, requester.user_id, room_id, "join", reason=reason)
         return 200, {"room_id": room_id}
 
+    async def knock(request: Any, room_id_or_alias: str) -> tuple[int, Any]:
+        requester = await auth.get_user_by_req(request)
+        body = parse_json_object(request, allow_empty_body=True)
+        if room_id_or_alias.startswith("#"):
+            room_id = await hs.directory_handler.resolve_alias(room_id_or_alias)
+        elif room_id_or_alias.startswith("!"):
+            room_id = room_id_or_alias
+        else:
+            raise InvalidParamError(f"{room_id_or_alias} is not a room ID or alias")
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise BadJsonError("'reason' must be a string")
+        await members.update_membership(requester, requester.user_id, room_id, "knock", reason=reason)
+        return 200, {"room_id": room_id}
+
     def membership_servlet(action: str) -> Any:
         async def handler(request: Any, room_id: str) -> tuple[int, Any]:
             requester = await auth.get_user_by_req(request)
@@ -338,6 +353,7 @@ def register_servlets(hs: Any, router: Any) -> None:
     router.register("GET", R + r"/members", get_members, "members")
     router.register("GET", R + r"/joined_members", joined_members, "joined_members")
     router.register("POST", CLIENT_PREFIX + r"/join/(?P<room_id_or_alias>[^/]+)", join, "join")
+    router.register("POST", CLIENT_PREFIX + r"/knock/(?P<room_id_or_alias>[^/]+)", knock, "knock")
     for action in ("join", "leave", "forget", "invite", "kick", "ban", "unban"):
         router.register("POST", R + f"/{action}", membership_servlet(action), f"room_{action}")
     router.register("GET", CLIENT_PREFIX + r"/joined_rooms", joined_rooms, "joined_rooms")
