@@ -32,6 +32,7 @@ from homeserver.push import (
     validate_enabled_body,
     validate_rule,
 )
+from homeserver.push.evaluator import parse_power_level
 from homeserver.push.rules import is_default_rule_id
 from homeserver.storage.push import PushStore, upsert_read_position_txn
 
@@ -66,19 +67,6 @@ def thread_id_of(event: Event) -> str:
     if isinstance(rel, dict) and rel.get("rel_type") == "m.thread" and isinstance(rel.get("event_id"), str):
         return rel["event_id"]
     return MAIN_THREAD
-
-
-def _power_level(value: Any, default: int) -> int:
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return default
-    return default
 
 
 class _Prepared:
@@ -301,7 +289,7 @@ class PushHandler:
         if pl_event is not None:
             users = pl_content.get("users")
             level = users.get(sender) if isinstance(users, dict) else None
-            sender_level = _power_level(level, _power_level(pl_content.get("users_default"), 0))
+            sender_level = parse_power_level(level, parse_power_level(pl_content.get("users_default"), 0))
         else:
             # Without power levels the room creator has 100 and everyone else 0 (room versions <= 11).
             create_id = state_ids.get(("m.room.create", ""))

@@ -144,14 +144,6 @@ class SearchHandler:
         return {"search_categories": {"room_events": await self.search_room_events(requester, criteria,
                                                                                   next_batch)}}
 
-    async def _ignored_users(self, user_id: str) -> set[str]:
-        store = getattr(self.hs, "account_data_store", None)
-        if store is None:
-            return set()
-        content = await store.get_account_data(user_id, "", "m.ignored_user_list")
-        ignored = content.get("ignored_users") if isinstance(content, dict) else None
-        return set(ignored) if isinstance(ignored, dict) else set()
-
     async def search_room_events(self, requester: Requester, c: RoomEventsCriteria,
                                  next_batch: str | None) -> dict[str, Any]:
         """The ``room_events`` result object: ``count``, ``highlights``, ``results`` and, as asked, ``state``,
@@ -160,7 +152,7 @@ class SearchHandler:
         before_pos, offset = _parse_batch(next_batch, c.order_by)
         rooms = sorted(r for r in await self.room_store.get_rooms_for_user(user_id) if c.filter.allows_room(r))
         words = search_words(c.search_term)
-        ignored = await self._ignored_users(user_id)
+        ignored = await self.hs.visibility_handler.get_ignored_users(user_id)
         not_senders = sorted(set(c.filter.not_senders) | ignored)
         senders = c.filter.senders
         count = await self.store.count(rooms, words, c.keys, senders, not_senders)

@@ -420,7 +420,7 @@ class PushRuleEvaluator:
         key = condition.get("key")
         if not isinstance(key, str):
             return False
-        return self._sender_power_level >= _power_level(self._notification_levels.get(key))
+        return self._sender_power_level >= parse_power_level(self._notification_levels.get(key))
 
 
 MISSING: Any = _MISSING
@@ -434,18 +434,19 @@ def _display_name_matcher(display_name: str) -> Callable[[str], bool]:
     return lambda body: rx.search(body) is not None
 
 
-def _power_level(value: Any) -> int:
-    # Room versions before 10 allow power levels as decimal strings.
+def parse_power_level(value: Any, default: int = DEFAULT_NOTIFICATION_LEVEL) -> int:
+    """A power level from ``m.room.power_levels`` content as int; ``default`` when absent or malformed.
+    Room versions before 10 allow power levels as decimal strings, so those are read too."""
     if isinstance(value, bool):
-        return DEFAULT_NOTIFICATION_LEVEL
+        return default
     if isinstance(value, int):
         return value
     if isinstance(value, str):
         try:
             return int(value.strip())
         except ValueError:
-            return DEFAULT_NOTIFICATION_LEVEL
-    return DEFAULT_NOTIFICATION_LEVEL
+            return default
+    return default
 
 
 def _implicit_conditions(rule: Mapping[str, Any]) -> list[dict[str, Any]]:

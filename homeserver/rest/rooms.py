@@ -220,15 +220,17 @@ def register_servlets(hs: Any, router: Any) -> None:
             out[user_id] = profile
         return 200, {"joined": out}
 
+    async def resolve_room_id_or_alias(room_id_or_alias: str) -> str:
+        if room_id_or_alias.startswith("#"):
+            return await hs.directory_handler.resolve_alias(room_id_or_alias)
+        if room_id_or_alias.startswith("!"):
+            return room_id_or_alias
+        raise InvalidParamError(f"{room_id_or_alias} is not a room ID or alias")
+
     async def join(request: Any, room_id_or_alias: str) -> tuple[int, Any]:
         requester = await auth.get_user_by_req(request)
         body = parse_json_object(request, allow_empty_body=True)
-        if room_id_or_alias.startswith("#"):
-            room_id = await hs.directory_handler.resolve_alias(room_id_or_alias)
-        elif room_id_or_alias.startswith("!"):
-            room_id = room_id_or_alias
-        else:
-            raise InvalidParamError(f"{room_id_or_alias} is not a room ID or alias")
+        room_id = await resolve_room_id_or_alias(room_id_or_alias)
         reason = body.get("reason")
         await members.update_membership(requester, requester.user_id, room_id, "join", reason=reason)
         return 200, {"room_id": room_id}
@@ -236,12 +238,7 @@ def register_servlets(hs: Any, router: Any) -> None:
     async def knock(request: Any, room_id_or_alias: str) -> tuple[int, Any]:
         requester = await auth.get_user_by_req(request)
         body = parse_json_object(request, allow_empty_body=True)
-        if room_id_or_alias.startswith("#"):
-            room_id = await hs.directory_handler.resolve_alias(room_id_or_alias)
-        elif room_id_or_alias.startswith("!"):
-            room_id = room_id_or_alias
-        else:
-            raise InvalidParamError(f"{room_id_or_alias} is not a room ID or alias")
+        room_id = await resolve_room_id_or_alias(room_id_or_alias)
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             raise BadJsonError("'reason' must be a string")
