@@ -171,19 +171,39 @@ class Database:
         return self._conn
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(txn, *args)`` in one transaction on the calling thread (used by scripts and tests)."""
+        """Run ``fn(txn, *args)`` in one transaction on the calling thread (used by scripts and tests).
+
+        Raises whatever ``fn`` or the driver raises, after rolling back. A PostgreSQL connection found closed
+        (server restart, killed backend) is dropped, so this call fails (the ingest answers 500 and
+        Alertmanager retries) and the next one reconnects.
+        """
         with self._lock:
             conn = self._connect()
-            cur = conn.cursor()
+            try:
+                cur = conn.cursor()
+            except Exception:
+                self._drop_if_closed(conn)
+                raise
             try:
                 result = fn(Txn(cur, "qmark" if self.engine == "sqlite" else "pyformat"), *args)
                 conn.commit()
                 return result
             except BaseException:
-                conn.rollback()
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: BLE001 - the connection is gone; the original error matters
+                    pass
+                self._drop_if_closed(conn)
                 raise
             finally:
-                cur.close()
+                try:
+                    cur.close()
+                except Exception:  # noqa: BLE001 - closing a cursor of a dead connection
+                    pass
+
+    def _drop_if_closed(self, conn: Any) -> None:
+        if self.engine == "postgres" and getattr(conn, "closed", 0):
+            self._conn = None
 
     def start(self, reactor: Any = None) -> None:
         """Start the database thread; it is stopped at reactor shutdown."""

@@ -9,6 +9,7 @@ test runs four times. Humans are matrix-nio clients (see :mod:`tests.alerts.huma
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,9 +35,13 @@ BRIDGE_DATABASES = {"sqlite": "alerts", "postgres": "pgalerts"}
 
 @pytest.fixture(scope="session")
 def alerts_session_dir() -> Iterator[Path]:
+    """Scratch directory of the session: data, configs and logs. ``TOCSIN_ALERTS_KEEP=1`` keeps it for reading."""
     d = Path(tempfile.mkdtemp(prefix="tocsin-alerts-e2e-"))
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if os.environ.get("TOCSIN_ALERTS_KEEP") == "1":
+        print(f"\nkept {d}")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -339,3 +339,27 @@ def test_store_queries_on_both_engines(config_dict: dict, tmp_path: Path, store_
         ("default", "firing", 1)
     ]
     db.close()
+
+
+def test_postgres_connection_lost_fails_one_call_then_reconnects() -> None:
+    """A killed PostgreSQL backend fails the call in flight (so ingest answers 500) and the next call reconnects."""
+    import psycopg2
+
+    args = create_pg_database("tocsin_alerts_test")
+    db = store.Database("postgres", args)
+    try:
+        db.run_sync(store.prepare)
+        pid = db.run_sync(lambda txn: txn.fetchone("SELECT pg_backend_pid() AS pid")["pid"])
+        admin = psycopg2.connect(**dict(args, dbname="postgres"))
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        admin.close()
+        with pytest.raises(psycopg2.Error):
+            db.run_sync(store.set_room_id, "#a:x", "!a:x")
+        db.run_sync(store.set_room_id, "#a:x", "!b:x")
+        assert db.run_sync(store.get_room_id, "#a:x") == "!b:x"
+        assert db.run_sync(lambda txn: txn.fetchone("SELECT pg_backend_pid() AS pid")["pid"]) != pid
+    finally:
+        db.close()
+        drop_pg_database(args["dbname"])
