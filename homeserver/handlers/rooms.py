@@ -120,6 +120,20 @@ class RoomCreationHandler:
             if appservices is not None and appservices.is_exclusive_alias(alias, requester):
                 raise MatrixError(400, "This alias is reserved by an application service", Codes.EXCLUSIVE)
 
+        power_levels = default_power_levels(creator, preset)
+        if preset["invitees_get_creator_power"]:
+            for user in invite:
+                power_levels["users"][user] = 100
+        override = body.get("power_level_content_override")
+        if override:
+            power_levels.update(override)
+        planned = [("m.room.join_rules", ""), ("m.room.history_visibility", ""), ("m.room.guest_access", "")]
+        planned += [(t, k) for t, k, _ in initial_state]
+        planned += [(t, "") for t in ("m.room.name", "m.room.topic") if t in body]
+        if alias is not None:
+            planned.append(("m.room.canonical_alias", ""))
+        _check_initial_power_levels(creator, power_levels, planned, bool(invite))
+
         room_id = self._new_room_id()
         create_content = dict(body.get("creation_content", {}))
         create_content["room_version"] = version_id
@@ -132,18 +146,16 @@ class RoomCreationHandler:
         await send(room_id, creator, "m.room.create", create_content, state_key="", new_room_version=room_version)
         await self.hs.room_member_handler.send_membership(requester, room_id, creator, "join")
 
-        power_levels = default_power_levels(creator, preset)
-        if preset["invitees_get_creator_power"]:
-            for user in invite:
-                power_levels["users"][user] = 100
-        override = body.get("power_level_content_override")
-        if override:
-            power_levels.update(override)
         await send(room_id, creator, "m.room.power_levels", power_levels, state_key="")
         if alias is not None:
             if not await self.room_store.create_alias(alias, room_id, creator):
                 raise MatrixError(400, "Room alias already taken", Codes.ROOM_IN_USE)
-            await send(room_id, creator, "m.room.canonical_alias", {"alias": alias}, state_key="")
+            try:
+                await send(room_id, creator, "m.room.canonical_alias", {"alias": alias}, state_key="")
+            except BaseException:
+                # The room is unusable without its initial state; do not leave the alias pointing at it.
+                await self.room_store.delete_alias(alias)
+                raise
         given = {(t, k) for t, k, _ in initial_state}
         if ("m.room.join_rules", "") not in given:
             await send(room_id, creator, "m.room.join_rules", {"join_rule": preset["join_rule"]}, state_key="")
@@ -166,6 +178,29 @@ class RoomCreationHandler:
         if visibility == "public":
             await self.room_store.set_room_is_public(room_id, True)
         return room_id, alias
+
+
+def _check_initial_power_levels(creator: str, power_levels: dict[str, Any], planned: list[tuple[str, str]],
+                                has_invites: bool) -> None:
+    """Refuse a ``createRoom`` whose power levels would stop the creator from sending the room's own initial
+    events, before anything is created (400 ``M_INVALID_PARAM``), as Synapse does. Also checks the merged
+    content has the shape the auth rules demand (integers only)."""
+    from homeserver.events.auth import AuthError, _check_power_levels_content, get_send_level
+
+    try:
+        _check_power_levels_content(power_levels)
+    except AuthError as e:
+        raise InvalidParamError(f"Not a valid power_level_content_override: {e.msg}") from e
+    users = power_levels.get("users") if isinstance(power_levels.get("users"), dict) else {}
+    level = users.get(creator, power_levels.get("users_default", 0))
+    needed = [(etype, get_send_level(etype, True, power_levels)) for etype, _ in planned]
+    if has_invites:
+        needed.append(("invite", power_levels.get("invite", 0)))
+    for what, required in needed:
+        if isinstance(required, int) and level < required:
+            raise InvalidParamError(
+                f"Not a valid power_level_content_override: the creator's level {level} is below the {required} "
+                f"needed for {what}")
 
 
 def _is_user_id(value: str) -> bool:

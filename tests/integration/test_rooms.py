@@ -187,3 +187,22 @@ def test_joined_rooms_tracks_membership(api: Api) -> None:
     bob.ok("POST", f"rooms/{q(r1)}/leave", {})
     rooms = bob.ok("GET", "joined_rooms")["joined_rooms"]
     assert r1 not in rooms and r2 in rooms
+
+
+def test_create_room_refuses_power_levels_that_lock_out_the_creator(api: Api) -> None:
+    owner, other = register(api), register(api)
+    alias_name = "locked" + owner.user_id[2:8]
+    body = {"preset": "private_chat", "room_alias_name": alias_name, "name": "x",
+            "power_level_content_override": {"users": {other.user_id: 50}}}
+    before = owner.ok("GET", "joined_rooms")["joined_rooms"]
+    r = owner.req("POST", "createRoom", body)
+    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
+    assert owner.ok("GET", "joined_rooms")["joined_rooms"] == before
+    alias = f"#{alias_name}:{owner.user_id.split(':', 1)[1]}"
+    r = owner.req("GET", f"directory/room/{q(alias)}")
+    assert (r.status, r.errcode()) == (404, "M_NOT_FOUND")
+    r = owner.req("POST", "createRoom", dict(body, power_level_content_override={"users_default": "50"}))
+    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
+    body["power_level_content_override"] = {"users": {owner.user_id: 100, other.user_id: 50}}
+    room = owner.ok("POST", "createRoom", body)["room_id"]
+    assert owner.ok("GET", f"directory/room/{q(alias)}")["room_id"] == room
