@@ -1,0 +1,352 @@
+// Two matrix-js-sdk clients (the SDK behind Element Web/Desktop) driven against a homeserver.
+//
+// Usage: node scenario.mjs <homeserver base URL>   (environment: SCENARIO_TIMEOUT_MS, default 100000)
+//
+// Prints exactly one JSON object on stdout: {"ok": true|false, "results": {...}, "error": "..."}.
+// "results" holds the values the SDK itself computed (timeline bodies, edited content, thread length, unread
+// counts...) so the Python test asserts on what Element would show, not on raw HTTP replies. Every wait is
+// bounded; the whole run is cut off after SCENARIO_TIMEOUT_MS with whatever was gathered so far.
+
+import {
+    ClientEvent,
+    createClient,
+    EventType,
+    NotificationCountType,
+    PendingEventOrdering,
+    ReceiptType,
+    RelationType,
+    SyncState,
+    THREAD_RELATION_TYPE,
+} from "matrix-js-sdk";
+import { logger } from "matrix-js-sdk/lib/logger.js";
+
+const baseUrl = process.argv[2];
+const overallMs = Number(process.env.SCENARIO_TIMEOUT_MS || 100000);
+const results = {};
+const clients = [];
+
+// stdout carries only the result line: the SDK and the crypto WASM's tracing write through console.log/debug.
+console.log = console.info = console.debug = console.error;
+// The SDK logs every request at debug level; stderr keeps only warnings so a failure's output stays readable.
+logger.setLevel(process.env.SCENARIO_DEBUG ? "debug" : "warn");
+
+function finish(ok, error) {
+    for (const c of clients) {
+        try {
+            c.stopClient();
+        } catch {
+            // The client may not have started; stopping is best effort on the way out.
+        }
+    }
+    process.stdout.write(JSON.stringify({ ok, results, error: error ? String(error.stack || error) : null }) + "\n");
+    process.exit(ok ? 0 : 1);
+}
+
+setTimeout(() => finish(false, new Error(`scenario did not finish within ${overallMs} ms`)), overallMs).unref();
+
+/** Poll `check` every 50 ms until it returns a truthy value; throw after `ms` naming `what`. */
+async function waitFor(what, check, ms = 15000) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+        const value = await check();
+        if (value) return value;
+        if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for: ${what}`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
+}
+
+/** Register with m.login.dummy (answering the 401 user-interactive challenge as Element does), then log in. */
+async function registerAndLogin(localpart, password) {
+    const anon = createClient({ baseUrl });
+    let session;
+    try {
+        await anon.registerRequest({ username: localpart, password, inhibit_login: true });
+        throw new Error("registration without auth unexpectedly succeeded");
+    } catch (e) {
+        if (e.httpStatus !== 401 || !e.data?.session) throw e;
+        const flows = e.data.flows.map((f) => f.stages.join(","));
+        if (!flows.includes("m.login.dummy")) throw new Error(`no m.login.dummy flow: ${JSON.stringify(flows)}`);
+        session = e.data.session;
+    }
+    const reg = await anon.registerRequest({
+        username: localpart,
+        password,
+        inhibit_login: true,
+        auth: { type: "m.login.dummy", session },
+    });
+    const login = await anon.loginRequest({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: localpart },
+        password,
+        initial_device_display_name: `js-sdk ${localpart}`,
+    });
+    if (login.user_id !== reg.user_id) throw new Error(`login user ${login.user_id} != registered ${reg.user_id}`);
+    const client = createClient({
+        baseUrl,
+        userId: login.user_id,
+        accessToken: login.access_token,
+        deviceId: login.device_id,
+    });
+    clients.push(client);
+    return client;
+}
+
+/** startClient as Element does (lazy-loaded members, threads) and wait for the PREPARED sync state. */
+async function start(client) {
+    const prepared = new Promise((resolve, reject) => {
+        const onSync = (state, _prev, data) => {
+            if (state === SyncState.Prepared) {
+                client.off(ClientEvent.Sync, onSync);
+                resolve();
+            } else if (state === SyncState.Error) {
+                reject(new Error(`sync error: ${data?.error?.message || data?.error}`));
+            }
+        };
+        client.on(ClientEvent.Sync, onSync);
+    });
+    // As Element: local echoes wait outside the timeline until the server's echo places them, so the timeline
+    // order is the server's order.
+    await client.startClient({
+        lazyLoadMembers: true,
+        threadSupport: true,
+        initialSyncLimit: 20,
+        pendingEventOrdering: PendingEventOrdering.Detached,
+    });
+    await Promise.race([
+        prepared,
+        new Promise((_, reject) => setTimeout(() => reject(new Error("no PREPARED within 20 s")), 20000)),
+    ]);
+}
+
+const timelineBodies = (room) =>
+    room
+        .getLiveTimeline()
+        .getEvents()
+        .filter((e) => e.getType() === EventType.RoomMessage)
+        .map((e) => e.getContent().body);
+
+async function plainScenario(alice, bob) {
+    const r = {};
+    r.versions = (await alice.getVersions()).versions;
+    r.threads_supported = alice.supportsThreads();
+    const caps = await alice.getCapabilities();
+    r.capabilities = Object.keys(caps).sort();
+    r.pushrules_loaded = Boolean(alice.pushRules?.global?.override?.length);
+
+    const { room_id: roomId } = await alice.createRoom({ name: "js-sdk incident", preset: "private_chat" });
+    r.room_id = roomId;
+    const aliceRoom = await waitFor("alice sees the room", () => alice.getRoom(roomId));
+    await alice.invite(roomId, bob.getUserId());
+    await waitFor("bob sees the invite", () => bob.getRoom(roomId)?.getMyMembership() === "invite");
+    r.bob_invite_name = bob.getRoom(roomId).name;
+    await bob.joinRoom(roomId);
+    const bobRoom = await waitFor("bob joined", () => {
+        const room = bob.getRoom(roomId);
+        return room?.getMyMembership() === "join" ? room : null;
+    });
+    await waitFor("alice sees bob joined", () => aliceRoom.getMember(bob.getUserId())?.membership === "join");
+    r.alice_room_members = aliceRoom.getJoinedMembers().map((m) => m.userId).sort();
+
+    // Messages both ways; each side's SDK timeline must show them in order.
+    const first = await alice.sendTextMessage(roomId, "disk full on db-1");
+    await bob.sendTextMessage(roomId, "on it");
+    await waitFor("bob's timeline has both", () => timelineBodies(bobRoom).includes("on it") &&
+        timelineBodies(bobRoom).includes("disk full on db-1"));
+    await waitFor("alice's timeline has both", () => timelineBodies(aliceRoom).includes("on it"));
+    r.bob_timeline = timelineBodies(bobRoom);
+    r.alice_timeline = timelineBodies(aliceRoom);
+
+    // Unread count: bob's SDK counts alice's messages until bob sends a read receipt.
+    const unreadBefore = bobRoom.getUnreadNotificationCount(NotificationCountType.Total);
+    const alert = await alice.sendTextMessage(roomId, "CPU 98% on web-3");
+    await waitFor("bob's unread count rises", () =>
+        bobRoom.getUnreadNotificationCount(NotificationCountType.Total) > unreadBefore);
+    r.unread_after_message = bobRoom.getUnreadNotificationCount(NotificationCountType.Total);
+    const alertEvent = await waitFor("bob has the alert event", () => bobRoom.findEventById(alert.event_id));
+    await bob.sendReadReceipt(alertEvent, ReceiptType.Read);
+    await waitFor("bob's unread count back to 0", () =>
+        bobRoom.getUnreadNotificationCount(NotificationCountType.Total) === 0);
+    r.unread_after_receipt = bobRoom.getUnreadNotificationCount(NotificationCountType.Total);
+    await waitFor("alice sees bob's read receipt", () =>
+        aliceRoom.getEventReadUpTo(bob.getUserId()) === alert.event_id);
+    r.alice_sees_bob_read_up_to = aliceRoom.getEventReadUpTo(bob.getUserId());
+    r.alert_event_id = alert.event_id;
+
+    // Typing notifications arrive as member state in the other SDK.
+    await bob.sendTyping(roomId, true, 10000);
+    await waitFor("alice sees bob typing", () => aliceRoom.getMember(bob.getUserId())?.typing === true);
+    r.alice_sees_bob_typing = true;
+    await bob.sendTyping(roomId, false);
+    await waitFor("alice sees bob stop typing", () => aliceRoom.getMember(bob.getUserId())?.typing === false);
+    r.alice_sees_bob_stopped_typing = true;
+
+    // Edit (m.replace): the SDK shows the replacement content on the original event.
+    await alice.sendEvent(roomId, EventType.RoomMessage, {
+        "msgtype": "m.text",
+        "body": "* disk full on db-1 (90 GB)",
+        "m.new_content": { msgtype: "m.text", body: "disk full on db-1 (90 GB)" },
+        "m.relates_to": { rel_type: RelationType.Replace, event_id: first.event_id },
+    });
+    const bobFirst = bobRoom.findEventById(first.event_id);
+    await waitFor("bob sees the edit", () => bobFirst.replacingEventId());
+    r.edited_body_bob_sees = bobFirst.getContent().body;
+    r.edit_original_body = bobFirst.getOriginalContent().body;
+
+    // Reaction (m.annotation): aggregated by the SDK's relations container.
+    await bob.sendEvent(roomId, EventType.Reaction, {
+        "m.relates_to": { rel_type: RelationType.Annotation, event_id: first.event_id, key: "👀" },
+    });
+    const reactions = await waitFor("alice sees the reaction", () => {
+        const rel = aliceRoom.relations.getChildEventsForEvent(first.event_id, RelationType.Annotation,
+            EventType.Reaction);
+        return rel && rel.getSortedAnnotationsByKey()?.length ? rel : null;
+    });
+    r.reactions_alice_sees = reactions.getSortedAnnotationsByKey().map(([key, events]) => [key, events.size]);
+
+    // Thread: a reply with rel_type m.thread becomes a Thread object on the other side.
+    const reply = await bob.sendEvent(roomId, alert.event_id, EventType.RoomMessage, {
+        "msgtype": "m.text",
+        "body": "restarted the service",
+        "m.relates_to": {
+            "rel_type": THREAD_RELATION_TYPE.name,
+            "event_id": alert.event_id,
+            "is_falling_back": true,
+            "m.in_reply_to": { event_id: alert.event_id },
+        },
+    });
+    const thread = await waitFor("alice has the thread", () => {
+        const t = aliceRoom.getThread(alert.event_id);
+        return t && t.length >= 1 && t.replyToEvent?.getId() === reply.event_id ? t : null;
+    });
+    r.thread = {
+        root: thread.id,
+        length: thread.length,
+        reply_body: thread.replyToEvent.getContent().body,
+        root_body: thread.rootEvent?.getContent().body,
+        in_main_timeline: timelineBodies(aliceRoom).includes("restarted the service"),
+    };
+    // The sender's SDK only files its own reply into a Thread it already knows (Element opens the thread panel
+    // first), so alice answers in the thread she now has; bob's SDK builds its Thread from the synced reply
+    // and fills it from /relations.
+    const answer = await alice.sendEvent(roomId, alert.event_id, EventType.RoomMessage, {
+        msgtype: "m.text",
+        body: "confirmed, load is back to normal",
+    });
+    const bobThread = await waitFor("bob has the thread with both replies", () => {
+        const t = bobRoom.getThread(alert.event_id);
+        return t && t.length === 2 && t.replyToEvent?.getId() === answer.event_id ? t : null;
+    });
+    r.bob_thread = {
+        length: bobThread.length,
+        bodies: bobThread.timeline.map((e) => e.getContent().body),
+        root_count_in_aggregation: bobThread.rootEvent?.getServerAggregatedRelation(THREAD_RELATION_TYPE.name)?.count,
+    };
+    r.alice_thread_length = thread.length;
+    // Threaded read receipt: the SDK adds thread_id for an event that lives in a thread.
+    const bobAnswer = bobRoom.findEventById(answer.event_id);
+    r.receipt_thread_id_sent = bob.getRoom(roomId).findThreadForEvent(bobAnswer)?.id;
+    await bob.sendReadReceipt(bobAnswer, ReceiptType.Read);
+    await waitFor("alice sees bob's threaded receipt", () =>
+        aliceRoom.getThread(alert.event_id)?.getEventReadUpTo(bob.getUserId()) === answer.event_id);
+    r.thread_receipt_alice_sees = aliceRoom.getThread(alert.event_id).getEventReadUpTo(bob.getUserId());
+    r.thread_answer_id = answer.event_id;
+
+    // Display name: the room member name follows the profile change.
+    await bob.setDisplayName("Bob (on call)");
+    await waitFor("alice sees bob's new name", () => aliceRoom.getMember(bob.getUserId())?.name === "Bob (on call)");
+    r.bob_member_name_alice_sees = aliceRoom.getMember(bob.getUserId()).name;
+
+    // Media: upload through the SDK, download via the authenticated and the legacy URL the SDK builds.
+    const payload = Buffer.from("stack trace line 1\nline 2\n", "utf8");
+    const upload = await alice.uploadContent(payload, { name: "trace.txt", type: "text/plain" });
+    r.content_uri = upload.content_uri;
+    const authUrl = bob.mxcUrlToHttp(upload.content_uri, undefined, undefined, undefined, false, true, true);
+    const authResp = await fetch(authUrl, { headers: { Authorization: `Bearer ${bob.getAccessToken()}` } });
+    r.download_auth = { status: authResp.status, body: await authResp.text(),
+        content_type: authResp.headers.get("content-type") };
+    const legacyUrl = bob.mxcUrlToHttp(upload.content_uri);
+    const legacyResp = await fetch(legacyUrl);
+    r.download_legacy = { status: legacyResp.status, body: await legacyResp.text() };
+
+    // Leave: bob's SDK moves the room to "leave", alice's sees the membership change.
+    await bob.leave(roomId);
+    await waitFor("bob's room is left", () => bob.getRoom(roomId)?.getMyMembership() === "leave");
+    await waitFor("alice sees bob left", () => aliceRoom.getMember(bob.getUserId())?.membership === "leave");
+    r.bob_membership_after_leave = bob.getRoom(roomId).getMyMembership();
+    r.alice_sees_bob_membership = aliceRoom.getMember(bob.getUserId()).membership;
+    return r;
+}
+
+/** An encrypted room: alice's rust crypto encrypts with megolm, bob's decrypts; both SDKs report the state. */
+async function encryptedScenario(alice, bob) {
+    const r = {};
+    const { room_id: roomId } = await alice.createRoom({
+        name: "js-sdk encrypted",
+        preset: "private_chat",
+        invite: [bob.getUserId()],
+        initial_state: [{ type: EventType.RoomEncryption, state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
+    });
+    r.room_id = roomId;
+    await waitFor("bob sees the encrypted invite", () => bob.getRoom(roomId)?.getMyMembership() === "invite");
+    await bob.joinRoom(roomId);
+    const aliceRoom = await waitFor("alice sees bob join the encrypted room", () => {
+        const room = alice.getRoom(roomId);
+        return room?.getMember(bob.getUserId())?.membership === "join" ? room : null;
+    });
+    const bobRoom = bob.getRoom(roomId);
+    r.alice_room_encrypted = await alice.getCrypto().isEncryptionEnabledInRoom(roomId);
+    r.bob_room_encrypted = await bob.getCrypto().isEncryptionEnabledInRoom(roomId);
+    // alice's crypto must learn bob's device from /keys/query before it can share the room key with it.
+    const devices = await alice.getCrypto().getUserDeviceInfo([bob.getUserId()], true);
+    r.alice_knows_bob_devices = [...(devices.get(bob.getUserId())?.keys() ?? [])];
+    const sent = await alice.sendTextMessage(roomId, "encrypted: page the DBA");
+    r.sent_event_id = sent.event_id;
+    const ev = await waitFor("bob has the encrypted event", () => bobRoom.findEventById(sent.event_id), 20000);
+    r.wire_type = ev.getWireType();
+    await waitFor("bob decrypted it", async () => {
+        await bob.decryptEventIfNeeded(ev);
+        return !ev.isBeingDecrypted() && !ev.isDecryptionFailure() && ev.getType() === EventType.RoomMessage;
+    }, 20000).catch((e) => {
+        r.decryption_failure = ev.decryptionFailureReason ?? ev.getContent().body;
+        throw e;
+    });
+    r.bob_decrypted_body = ev.getContent().body;
+    r.bob_sees_sender = ev.getSender();
+    const info = await bob.getCrypto().getEncryptionInfoForEvent(ev);
+    r.bob_encryption_info = info ? { shieldColour: info.shieldColour, shieldReason: info.shieldReason } : null;
+
+    // And back: bob's reply is decrypted by alice (bob's outbound session, alice's device from /keys/query).
+    const back = await bob.sendTextMessage(roomId, "encrypted: DBA paged");
+    const aev = await waitFor("alice has bob's encrypted reply", () => aliceRoom.findEventById(back.event_id), 20000);
+    await waitFor("alice decrypted bob's reply", async () => {
+        await alice.decryptEventIfNeeded(aev);
+        return !aev.isDecryptionFailure() && aev.getType() === EventType.RoomMessage;
+    }, 20000);
+    r.alice_decrypted_body = aev.getContent().body;
+    r.alice_reply_wire_type = aev.getWireType();
+    return r;
+}
+
+async function main() {
+    if (!baseUrl) throw new Error("usage: node scenario.mjs <homeserver base URL>");
+    const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+    const alice = await registerAndLogin(`jsalice${suffix}`, "correct horse battery");
+    const bob = await registerAndLogin(`jsbob${suffix}`, "correct horse battery");
+    results.users = [alice.getUserId(), bob.getUserId()];
+    // Rust crypto (WASM) with its in-memory store, before startClient as Element does it.
+    try {
+        await alice.initRustCrypto({ useIndexedDB: false });
+        await bob.initRustCrypto({ useIndexedDB: false });
+        results.crypto_init = "ok";
+    } catch (e) {
+        results.crypto_init = String(e.stack || e);
+    }
+    await start(alice);
+    await start(bob);
+    results.prepared = true;
+    results.plain = await plainScenario(alice, bob);
+    if (results.crypto_init === "ok") results.encrypted = await encryptedScenario(alice, bob);
+    finish(true);
+}
+
+main().catch((e) => finish(false, e));
