@@ -6,6 +6,7 @@ The bridge (``python -m appservices.alerts``) enables escalation when its config
       config: escalation.yaml           # policies, schedules, people, channels (docs/escalation.md)
       database: {engine: sqlite, args: {database: escalation.db}}   # or {engine: postgres, args: {dsn: ...}}
       receipts: auto                    # auto | ephemeral | sync
+      sync_account: {user_id: "@receipts:example.com", access_token: "..."}   # for receipts: sync
       handoff_rooms: {primary: "#alerts:example.com"}
       severity_priorities: {p1: critical}
 
@@ -16,8 +17,10 @@ The bridge (``python -m appservices.alerts``) enables escalation when its config
   else the policy of the priority derived from the incident's ``severity``);
 - reads receipts from appservice transactions: ephemeral events (Application Service API "Pushing ephemeral data",
   registration ``receive_ephemeral: true``; MSC2409's ``de.sorunome.msc2409.ephemeral`` from older homeservers),
-  or, when the registration does not ask for ephemeral data, from a ``/sync`` of the bridge's bot. ``m.read`` and
-  ``m.read.private`` receipts on the alert, on a page, or on any later event of the incident's room count as read;
+  or, when the registration does not ask for ephemeral data, from ``/sync`` of a plain ``sync_account`` that the
+  bridge invites into incident rooms (homeservers refuse ``/sync`` to appservice users; Synapse answers 500).
+  ``m.read`` and ``m.read.private`` receipts on the alert, on a page, or on any later event of the incident's room
+  count as read;
 - answers ``!status`` (after the bridge's own answer) with the per-person trail and ``!oncall [schedule]``;
 - posts a message into a schedule's team room at each handoff;
 - serves ``GET /api/v1/schedules/<name>.ics`` (bearer ``api_token``) and adds the escalation metrics to ``/metrics``.
@@ -44,7 +47,7 @@ from appservices.alerts import store as alerts_store
 from appservices.alerts.commands import CommandError, parse_command
 from appservices.alerts.store import Incident
 from appservices.channels.factory import build_channels
-from appservices.common.client import MatrixRequestError
+from appservices.common.client import MatrixClient, MatrixRequestError
 from appservices.common.transactions import AppserviceResource, bearer_token
 from appservices.escalation.engine import EscalationEngine
 from appservices.escalation.policy import PRIORITIES, EscalationConfig, load_escalation_config
@@ -75,7 +78,9 @@ class EscalationSetupError(ValueError):
 class EscalationSettings:
     """The bridge config's ``escalation`` section, paths resolved against the bridge config's directory.
 
-    ``receipts``: ``auto`` (ephemeral if the registration asks for it, else ``/sync``), ``ephemeral`` or ``sync``.
+    ``receipts``: ``auto`` (ephemeral if the registration asks for it, else ``/sync`` if ``sync_account`` is set,
+    else none: escalation then goes by timeouts only), ``ephemeral`` or ``sync``. ``sync_account``:
+    ``{user_id, access_token}`` of an ordinary account used for the ``/sync`` fallback.
     ``handoff_rooms``: schedule name -> room alias or ID announced into. ``ical_days``: days exported ahead.
     """
 
@@ -83,6 +88,7 @@ class EscalationSettings:
     database_engine: str = "sqlite"
     database_args: dict[str, Any] = field(default_factory=dict)
     receipts: str = "auto"
+    sync_account: dict[str, str] | None = None
     handoff_rooms: dict[str, str] = field(default_factory=dict)
     severity_priorities: dict[str, str] = field(default_factory=dict)
     ical_days: int = 30
@@ -106,8 +112,8 @@ def load_settings(alerts_config_path: str) -> EscalationSettings | None:
 
     if not isinstance(section, dict):
         raise EscalationSetupError("escalation: expected a mapping")
-    unknown = sorted(set(section) - {"config", "database", "receipts", "handoff_rooms", "severity_priorities",
-                                     "ical_days"})
+    unknown = sorted(set(section) - {"config", "database", "receipts", "sync_account", "handoff_rooms",
+                                     "severity_priorities", "ical_days"})
     if unknown:
         raise EscalationSetupError(f"escalation.{unknown[0]}: unknown key")
     if not isinstance(section.get("config"), str):
@@ -129,6 +135,13 @@ def load_settings(alerts_config_path: str) -> EscalationSettings | None:
     receipts = section.get("receipts", "auto")
     if receipts not in ("auto", "ephemeral", "sync"):
         raise EscalationSetupError("escalation.receipts: expected auto, ephemeral or sync")
+    account = section.get("sync_account")
+    if account is not None and not (isinstance(account, dict) and isinstance(account.get("user_id"), str)
+                                    and isinstance(account.get("access_token"), str)):
+        raise EscalationSetupError("escalation.sync_account: expected {user_id: '@u:server', access_token: '...'}")
+    if receipts == "sync" and account is None:
+        raise EscalationSetupError("escalation.sync_account: required with receipts: sync (homeservers do not "
+                                   "let appservice users /sync)")
     rooms = section.get("handoff_rooms") or {}
     if not isinstance(rooms, dict) or not all(isinstance(v, str) and v[:1] in "#!" for v in rooms.values()):
         raise EscalationSetupError("escalation.handoff_rooms: expected {schedule: '#alias:server' or '!id:server'}")
@@ -140,6 +153,7 @@ def load_settings(alerts_config_path: str) -> EscalationSettings | None:
         raise EscalationSetupError("escalation.ical_days: expected an integer from 1 to 366")
     return EscalationSettings(
         config_path=path(section["config"]), database_engine=engine, database_args=args, receipts=receipts,
+        sync_account=dict(account) if account else None,
         handoff_rooms=dict(rooms), severity_priorities={str(k).lower(): v for k, v in sev.items()}, ical_days=days,
     )
 
@@ -207,7 +221,12 @@ class BridgeEscalation:
         self.receipt_mode = settings.receipts
         if self.receipt_mode == "auto":
             wants = registration_wants_ephemeral(bridge.config.registration_path)
-            self.receipt_mode = "ephemeral" if wants else "sync"
+            self.receipt_mode = "ephemeral" if wants else ("sync" if settings.sync_account else "none")
+        self.sync_client: MatrixClient | None = None
+        if self.receipt_mode == "sync" and settings.sync_account:
+            self.sync_client = MatrixClient(bridge.config.homeserver_url, settings.sync_account["access_token"],
+                                            timeout_s=60)
+        self._watched_rooms: set[str] = set()
         self._chains: dict[str, defer.Deferred[Any]] = {}
         self._ephemeral: dict[str, list[dict[str, Any]]] = {}
         self._running = False
@@ -232,6 +251,9 @@ class BridgeEscalation:
             self._arm_handoff(name)
         if self.receipt_mode == "sync":
             self.reactor.callLater(0, self._sync_loop)
+        elif self.receipt_mode == "none":
+            logger.warning("escalation: no read receipts (set receive_ephemeral: true in the registration, or "
+                           "escalation.sync_account); unread pages escalate by timeouts only")
         logger.info("escalation started (receipts via %s)", self.receipt_mode)
 
     def stop(self) -> None:
@@ -307,11 +329,25 @@ class BridgeEscalation:
     @defer.inlineCallbacks
     def _opened(self, incident: Incident) -> Any:
         root, room_id = yield self._wait_for_root(incident.incident_id, incident.room)
+        if room_id is not None:
+            yield self._watch_room(room_id)
         yield self.engine.incident_opened(
             incident.incident_id, priority=self.priority_of(incident.severity), summary=incident.title,
             room_id=room_id, alert_event_id=root, route=incident.route,
             alert_key=f"{incident.source}:{incident.dedup_key}", policy_name=incident.escalation_policy,
         )
+
+    @defer.inlineCallbacks
+    def _watch_room(self, room_id: str) -> Any:
+        """In ``sync`` mode, invite the receipt account into the incident room (it joins from its /sync)."""
+        if self.receipt_mode != "sync" or self.settings.sync_account is None or room_id in self._watched_rooms:
+            return
+        try:
+            yield self.bridge.client.invite(room_id, self.settings.sync_account["user_id"])
+        except MatrixRequestError as e:
+            # Already joined or invited is the common case after a restart.
+            logger.info("inviting the receipt account into %s: %s", room_id, e)
+        self._watched_rooms.add(room_id)
 
     @defer.inlineCallbacks
     def _wait_for_root(self, incident_id: str, room: str) -> Any:
@@ -537,6 +573,9 @@ class BridgeEscalation:
 
     @defer.inlineCallbacks
     def _sync_loop(self) -> Any:
+        """Long-poll ``/sync`` as ``sync_account`` while running: join the rooms it is invited to, apply receipts."""
+        assert self.sync_client is not None
+        client = self.sync_client
         since: str | None = None
         backoff = 1.0
         filt = json.dumps({"presence": {"types": []}, "account_data": {"types": []},
@@ -547,7 +586,7 @@ class BridgeEscalation:
             if since:
                 params["since"] = since
             try:
-                resp = yield self.bridge.client.request("GET", "/_matrix/client/v3/sync", params=params)
+                resp = yield client.request("GET", "/_matrix/client/v3/sync", params=params)
             except Exception as e:  # noqa: BLE001 - retried with backoff while running
                 logger.warning("receipt /sync failed: %s", e)
                 yield deferLater(self.reactor, backoff, lambda: None)
@@ -555,6 +594,11 @@ class BridgeEscalation:
                 continue
             backoff = 1.0
             since = resp.get("next_batch", since)
+            for room_id in ((resp.get("rooms") or {}).get("invite") or {}):
+                try:
+                    yield client.join(room_id)
+                except MatrixRequestError as e:
+                    logger.warning("receipt account could not join %s: %s", room_id, e)
             edus = []
             for room_id, room in ((resp.get("rooms") or {}).get("join") or {}).items():
                 for edu in (room.get("ephemeral") or {}).get("events") or []:

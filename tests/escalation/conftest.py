@@ -25,22 +25,30 @@ def escalation_session_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def escalation_registration(escalation_session_dir: Path) -> EphemeralRegistration:
-    return EphemeralRegistration(escalation_session_dir)
+    """A bridge registration with ``receive_ephemeral: true``: receipts are pushed in transactions."""
+    return EphemeralRegistration(escalation_session_dir, "esc", ephemeral=True)
+
+
+@pytest.fixture(scope="session")
+def sync_registration(escalation_session_dir: Path) -> EphemeralRegistration:
+    """A bridge registration without ephemeral data: the bridge reads receipts through /sync instead."""
+    return EphemeralRegistration(escalation_session_dir, "escsync", ephemeral=False)
 
 
 @pytest.fixture(scope="session", params=sorted(HOMESERVERS))
 def escalation_homeserver(
-    request: pytest.FixtureRequest, escalation_session_dir: Path, escalation_registration: EphemeralRegistration
+    request: pytest.FixtureRequest, escalation_session_dir: Path, escalation_registration: EphemeralRegistration,
+    sync_registration: EphemeralRegistration,
 ) -> Iterator[HomeserverUnderTest]:
-    """A running homeserver (each kind of ``tests.alerts.conftest.HOMESERVERS``) that pushes ephemeral data."""
+    """A running homeserver (each kind of ``tests.alerts.conftest.HOMESERVERS``) knowing both registrations."""
     data_dir = escalation_session_dir / request.param
     data_dir.mkdir()
     hs = HOMESERVERS[request.param](data_dir)
     try:
-        hs.start([escalation_registration.path])
+        hs.start([escalation_registration.path, sync_registration.path])
         from tests.alerts.humans import ensure_users
 
-        ensure_users(hs, ["alice", "bob"])
+        ensure_users(hs, ["alice", "bob", "receipts"])
         yield hs
     finally:
         hs.stop()

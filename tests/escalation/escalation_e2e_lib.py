@@ -31,29 +31,29 @@ from aiosmtpd.controller import Controller
 
 from tests.alerts.harness import REPO_ROOT, HomeserverUnderTest, free_port, http, wait_http
 
-LOCALPART = "escbot"
-
-
 class EphemeralRegistration:
-    """Registration of the escalating bridge: bot ``@escbot``, aliases ``#esc-*``, ephemeral data pushed."""
+    """Registration of an escalating bridge: bot ``@{localpart}``, aliases ``#{localpart}-*``; with ``ephemeral``
+    the homeserver pushes ephemeral data (receipts) in transactions, without it the bridge falls back to /sync."""
 
-    def __init__(self, directory: Path, server_name_regex: str = "localhost") -> None:
+    def __init__(self, directory: Path, localpart: str = "esc", ephemeral: bool = True,
+                 server_name_regex: str = "localhost") -> None:
         self.port = free_port()
+        self.localpart = localpart
         self.as_token = secrets.token_urlsafe(24)
         self.hs_token = secrets.token_urlsafe(24)
-        self.path = directory / "escalation-registration.yaml"
+        self.path = directory / f"{localpart}-registration.yaml"
         self.path.write_text(yaml.safe_dump({
-            "id": "tocsin-escalation-test",
+            "id": f"tocsin-{localpart}-test",
             "url": f"http://127.0.0.1:{self.port}",
             "as_token": self.as_token,
             "hs_token": self.hs_token,
-            "sender_localpart": LOCALPART,
+            "sender_localpart": localpart,
             "rate_limited": False,
             # Application Service API "Pushing ephemeral data" (MSC2409): receipts arrive in transactions.
-            "receive_ephemeral": True,
+            "receive_ephemeral": ephemeral,
             "namespaces": {
-                "users": [{"regex": f"@{LOCALPART}:{server_name_regex}", "exclusive": True}],
-                "aliases": [{"regex": f"#esc-.*:{server_name_regex}", "exclusive": False}],
+                "users": [{"regex": f"@{localpart}:{server_name_regex}", "exclusive": True}],
+                "aliases": [{"regex": f"#{localpart}-.*:{server_name_regex}", "exclusive": False}],
                 "rooms": [],
             },
         }))
@@ -154,10 +154,11 @@ class SmtpSink:
 
 
 def escalation_yaml(twilio: FakeTwilio, smtp: SmtpSink, server_name: str, read_timeout_s: int,
-                    tier_timeout_s: int, handoff_at: str | None = None) -> dict[str, Any]:
+                    tier_timeout_s: int, handoff_at: str | None = None, reminder: str = "1h") -> dict[str, Any]:
     """escalation.yaml for a test: the on-call schedule ``primary`` (alice) gets chat, then SMS, then email,
     ``read_timeout_s`` apart; after ``tier_timeout_s`` bob is paged. ``handoff_at`` (local UTC date-time) puts
-    bob on call in schedule ``backup`` from then on, so a handoff is announced."""
+    bob on call in schedule ``backup`` from then on, so a handoff is announced. ``reminder``: how often a person
+    who read but did not acknowledge is reminded in chat."""
     alice, bob = f"@alice:{server_name}", f"@bob:{server_name}"
     backup: dict[str, Any] = {"time_zone": "UTC", "layers": [
         {"name": "days", "members": [alice], "rotation": "daily", "start": "2024-01-01T00:00"}]}
@@ -167,7 +168,7 @@ def escalation_yaml(twilio: FakeTwilio, smtp: SmtpSink, server_name: str, read_t
         "default_policy": "oncall",
         "policies": {"oncall": {"tiers": [
             {"targets": [{"schedule": "primary"}], "channels": ["matrix", "sms", "email"],
-             "read_timeout": f"{read_timeout_s}s", "reminder": "1h", "timeout": f"{tier_timeout_s}s"},
+             "read_timeout": f"{read_timeout_s}s", "reminder": reminder, "timeout": f"{tier_timeout_s}s"},
             {"targets": [{"user": bob}], "channels": ["matrix", "sms"], "read_timeout": "1h", "timeout": "1h"},
         ]}},
         "schedules": {
@@ -191,7 +192,8 @@ class EscalatingBridge:
     """The alert bridge with escalation, as a subprocess on the registration's port, route ``esc`` -> ``room``."""
 
     def __init__(self, directory: Path, registration: EphemeralRegistration, hs: HomeserverUnderTest,
-                 room_alias: str, escalation: dict[str, Any], handoff_room: str | None = None) -> None:
+                 room_alias: str, escalation: dict[str, Any], handoff_room: str | None = None,
+                 sync_account: dict[str, str] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.dir = directory
         self.base_url = f"http://127.0.0.1:{registration.port}"
@@ -205,6 +207,8 @@ class EscalatingBridge:
                                    "database": {"engine": "sqlite", "args": {"database": "escalation.db"}}}
         if handoff_room:
             section["handoff_rooms"] = {"backup": handoff_room}
+        if sync_account:
+            section["sync_account"] = sync_account
         self.config_path.write_text(yaml.safe_dump({
             "homeserver": {"url": hs.base_url, "server_name": hs.server_name},
             "registration": str(registration.path),
@@ -266,3 +270,12 @@ def metric(text: str, name: str, **labels: str) -> float:
         if line.startswith(prefix + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def login(hs: HomeserverUnderTest, user: str, password: str) -> dict[str, str]:
+    """``{user_id, access_token}`` of a password login (``POST /_matrix/client/v3/login``)."""
+    body = json.dumps({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
+                       "password": password}).encode()
+    code, resp = http("POST", hs.base_url + "/_matrix/client/v3/login", body, {"Content-Type": "application/json"})
+    assert code == 200, resp
+    return {"user_id": resp["user_id"], "access_token": resp["access_token"]}

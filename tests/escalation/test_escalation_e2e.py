@@ -22,10 +22,11 @@ from escalation_e2e_lib import (
     FakeTwilio,
     SmtpSink,
     escalation_yaml,
+    login,
     metric,
 )
 from tests.alerts.harness import FIXTURES, HomeserverUnderTest
-from tests.alerts.humans import Human, content_of, is_root_alert, is_thread_reply
+from tests.alerts.humans import PASSWORD, Human, content_of, is_root_alert, is_thread_reply
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,7 @@ def test_unread_page_goes_to_sms_and_email_then_read_and_ack_stop_it(
 ) -> None:
     hs = escalation_homeserver
     alice_id, bob_id = f"@alice:{hs.server_name}", f"@bob:{hs.server_name}"
-    room_alias = f"#esc-main-{hs.name}:{hs.server_name}"
+    room_alias = f"#esc-main:{hs.server_name}"
     # Bob takes over schedule "backup" 25 s from now: the bridge announces that handoff in the room.
     handoff = (datetime.now(timezone.utc) + timedelta(seconds=25)).replace(microsecond=0)
     read_timeout, tier_timeout = 3, 14
@@ -182,7 +183,7 @@ def test_sigkill_mid_policy_next_page_goes_out_once_on_time(
     read_timeout = 5
     bridge = EscalatingBridge(
         escalation_session_dir / f"kill-{hs.name}", escalation_registration, hs,
-        f"#esc-kill-{hs.name}:{hs.server_name}",
+        f"#esc-kill:{hs.server_name}",
         escalation_yaml(twilio, smtp, hs.server_name, read_timeout, tier_timeout_s=120),
     )
     bridge.start()
@@ -221,6 +222,60 @@ def test_sigkill_mid_policy_next_page_goes_out_once_on_time(
 
     try:
         asyncio.run(scenario())
+    finally:
+        bridge.stop()
+        print(f"\n--- bridge log tail ---\n{bridge.log_tail(60)}")
+
+
+def test_receipts_through_sync_when_not_pushed_read_page_gets_reminders_not_sms(
+    escalation_homeserver: HomeserverUnderTest, sync_registration: EphemeralRegistration,
+    twilio: FakeTwilio, smtp: SmtpSink, escalation_session_dir: Path,
+) -> None:
+    hs = escalation_homeserver
+    alice_id = f"@alice:{hs.server_name}"
+    watcher_id = f"@receipts:{hs.server_name}"
+    read_timeout = 6
+    bridge = EscalatingBridge(
+        escalation_session_dir / f"sync-{hs.name}", sync_registration, hs, f"#escsync-main:{hs.server_name}",
+        escalation_yaml(twilio, smtp, hs.server_name, read_timeout, tier_timeout_s=120, reminder="3s"),
+        # Homeservers refuse /sync to appservice users: an ordinary account watches the receipts.
+        sync_account=login(hs, "receipts", PASSWORD),
+    )
+    bridge.start()
+
+    async def scenario() -> None:
+        alice = Human(hs, "alice")
+        await alice.login()
+        try:
+            incident_id = bridge.post_alert(FIRING)["incident_id"]
+            page = await alice.wait_for(is_page_for(alice_id), timeout_s=10)
+            room = page["room_id"]
+            # The bridge invited the receipt account with the first page; it joins from its own /sync.
+            await alice.wait_for(lambda e: e.get("type") == "m.room.member" and e.get("state_key") == watcher_id
+                                 and content_of(e).get("membership") == "join", timeout_s=read_timeout - 2)
+            # She reads at once: the receipt account sees it in its /sync (no ephemeral push).
+            await alice.client.update_receipt_marker(room, page["event_id"], ReceiptType.read)
+            await until(lambda: metric(bridge.get("/metrics")[1], "tocsin_escalation_time_to_read_seconds_count"),
+                        read_timeout - 1, alice)
+            # Read but not acknowledged: reminded in chat instead of being texted.
+            reminder = await alice.wait_for(
+                lambda e: body_of(e).startswith(f"{alice_id}: Reminder: [CRITICAL] {SUMMARY} (incident {incident_id})"),
+                timeout_s=read_timeout + 6)
+            assert content_of(reminder)["m.mentions"] == {"user_ids": [alice_id]}
+            root = next(e for e in alice.events if is_root_alert(e, "BlackBox Probe Failure"))
+            await alice.thread_command(room, root["event_id"], "!ack")
+            await alice.wait_for(lambda e: is_thread_reply(e, root["event_id"], f"Acknowledged by {alice_id}"))
+            await alice.thread_command(room, root["event_id"], "!status")
+            trail = body_of(await alice.wait_for(lambda e: is_thread_reply(e, root["event_id"], "Escalation trail")))
+            ts = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
+            assert re.search(rf"- {re.escape(alice_id)}: notified matrix {ts} \(delivered\), matrix {ts} "
+                             rf"\(delivered\).*; read {ts}; acked {ts}", trail), trail
+        finally:
+            await alice.close()
+
+    try:
+        asyncio.run(scenario())
+        assert twilio.messages() == [] and smtp.messages() == []
     finally:
         bridge.stop()
         print(f"\n--- bridge log tail ---\n{bridge.log_tail(60)}")
