@@ -427,6 +427,7 @@ class BridgeEscalation:
         """Apply read receipts ``(user_id, room_id, event_id, ts_ms)``: a receipt on the alert, on one of its
         pages or on any event that reached us after the alert marks the incident read by that user."""
         for user_id, room_id, event_id, ts in receipts:
+            logger.debug("receipt: %s read %s in %s at %s", user_id, event_id, room_id, ts)
             if user_id == self.bot_user_id or self.bridge.config.registration.is_interested_in_user(user_id):
                 continue
             ids = yield self.store.run(lambda txn, u=user_id, r=room_id, e=event_id: self._read_by(txn, u, r, e))

@@ -49,15 +49,26 @@ async def until(predicate: Callable[[], Any], timeout_s: float, human: Human | N
             await asyncio.sleep(0.1)
 
 
-def is_page_for(user_id: str) -> Callable[[dict[str, Any]], bool]:
-    """The escalation's Matrix page: an m.text mentioning exactly ``user_id``, naming the incident."""
+def is_page_for(user_id: str, incident_id: str) -> Callable[[dict[str, Any]], bool]:
+    """The escalation's Matrix page for ``incident_id``: an m.text mentioning exactly ``user_id``.
+
+    (Rooms of earlier tests hold pages of other incidents with the same summary.)
+    """
 
     def check(ev: dict[str, Any]) -> bool:
         c = content_of(ev)
         return (ev.get("type") == "m.room.message" and c.get("m.mentions") == {"user_ids": [user_id]}
-                and c.get("body", "").startswith(f"{user_id}: [CRITICAL] {SUMMARY} (incident "))
+                and c.get("body", "").startswith(f"{user_id}: [CRITICAL] {SUMMARY} (incident {incident_id})"))
 
     return check
+
+
+def alert_of(page: dict[str, Any]) -> tuple[str, str]:
+    """``(room_id, alert event ID)`` from the matrix.to link of a page."""
+    m = re.search(r"https://matrix\.to/#/(![^/\s]+)/(\$\S+)$", body_of(page))
+    assert m, body_of(page)
+    assert m.group(1) == page["room_id"]
+    return m.group(1), m.group(2)
 
 
 def body_of(ev: dict[str, Any]) -> str:
@@ -88,10 +99,10 @@ def test_unread_page_goes_to_sms_and_email_then_read_and_ack_stop_it(
         try:
             t0 = time.monotonic()
             incident_id = bridge.post_alert(FIRING)["incident_id"]
-            root_ev = await alice.wait_for(lambda e: is_root_alert(e, "BlackBox Probe Failure"))
-            root, room = root_ev["event_id"], root_ev["room_id"]
-            page = await alice.wait_for(is_page_for(alice_id), timeout_s=10)
-            assert incident_id in body_of(page) and f"https://matrix.to/#/{room}/{root}" in body_of(page)
+            page = await alice.wait_for(is_page_for(alice_id, incident_id), timeout_s=10)
+            room, root = alert_of(page)
+            root_ev = await alice.wait_for(lambda e: e["event_id"] == root)
+            assert is_root_alert(root_ev, "BlackBox Probe Failure")
 
             # Alice's client shows nothing as read; after the read timeout the SMS goes out...
             sms = (await until(twilio.messages, 15, alice))[0]
@@ -120,7 +131,7 @@ def test_unread_page_goes_to_sms_and_email_then_read_and_ack_stop_it(
             while time.monotonic() < t0 + tier_timeout + read_timeout + 2:
                 await alice.sync(timeout_ms=500)
             assert len(twilio.messages()) == 1 and len(smtp.messages()) == 1
-            assert len([e for e in alice.events if is_page_for(alice_id)(e)]) == 1
+            assert len([e for e in alice.events if is_page_for(alice_id, incident_id)(e)]) == 1
             assert not [e for e in alice.events if (content_of(e).get("m.mentions") or {}).get("user_ids") == [bob_id]]
 
             # !status: the bridge's own summary, then the escalation trail per person.
@@ -134,17 +145,18 @@ def test_unread_page_goes_to_sms_and_email_then_read_and_ack_stop_it(
 
             # !oncall in the room, with and without a schedule name.
             await alice.send(room, {"msgtype": "m.text", "body": "!oncall primary"})
-            answer = body_of(await alice.wait_for(lambda e: body_of(e).startswith("On call at")))
+            answer = body_of(await alice.wait_for(lambda e: e["room_id"] == room and body_of(e).startswith("On call at")))
             assert f"- primary: {alice_id}" in answer and "backup" not in answer
             await alice.send(room, {"msgtype": "m.text", "body": "!oncall"})
-            answer = body_of(await alice.wait_for(lambda e: body_of(e).startswith("On call at")
+            answer = body_of(await alice.wait_for(lambda e: e["room_id"] == room and body_of(e).startswith("On call at")
                                                   and "backup" in body_of(e)))
             assert f"- backup: {alice_id} (next handoff {handoff:%Y-%m-%d %H:%M} UTC to {bob_id})" in answer
             await alice.send(room, {"msgtype": "m.text", "body": "!oncall nosuch"})
-            await alice.wait_for(lambda e: body_of(e) == "No schedule named 'nosuch' (known: backup, primary).")
+            await alice.wait_for(lambda e: e["room_id"] == room
+                                 and body_of(e) == "No schedule named 'nosuch' (known: backup, primary).")
 
             # The handoff is announced in the team room when it happens, mentioning the new on-call person.
-            note = await alice.wait_for(lambda e: "On-call handoff for schedule backup" in body_of(e),
+            note = await alice.wait_for(lambda e: e["room_id"] == room and "On-call handoff for schedule backup" in body_of(e),
                                         timeout_s=max(5.0, (handoff - datetime.now(timezone.utc)).total_seconds() + 10))
             assert f"{alice_id} → {bob_id}" in body_of(note)
             assert content_of(note)["m.mentions"] == {"user_ids": [bob_id]}
@@ -194,7 +206,7 @@ def test_sigkill_mid_policy_next_page_goes_out_once_on_time(
         try:
             t0 = time.monotonic()
             incident_id = bridge.post_alert(FIRING)["incident_id"]
-            await alice.wait_for(is_page_for(alice_id), timeout_s=10)
+            page = await alice.wait_for(is_page_for(alice_id, incident_id), timeout_s=10)
             seen = time.monotonic()
             # Mid-policy: the chat page is out, the SMS timer is pending in the database.
             bridge.kill()
@@ -211,10 +223,10 @@ def test_sigkill_mid_policy_next_page_goes_out_once_on_time(
             # Once each: nothing doubled by the restart, nothing lost.
             assert [m.form["To"] for m in twilio.messages()] == ["+15550001"]
             assert [m.rcpt_tos for m in smtp.messages()] == [["alice@example.org"]]
-            assert len([e for e in alice.events if is_page_for(alice_id)(e)]) == 1
-            root = next(e for e in alice.events if is_root_alert(e, "BlackBox Probe Failure"))
-            await alice.thread_command(root["room_id"], root["event_id"], "!status")
-            trail = body_of(await alice.wait_for(lambda e: is_thread_reply(e, root["event_id"], "Escalation trail")))
+            assert len([e for e in alice.events if is_page_for(alice_id, incident_id)(e)]) == 1
+            room, root = alert_of(page)
+            await alice.thread_command(room, root, "!status")
+            trail = body_of(await alice.wait_for(lambda e: is_thread_reply(e, root, "Escalation trail")))
             assert f"Incident {incident_id}: open" in trail
             assert trail.count("(delivered)") == 3 and "read -; acked -" in trail
         finally:
@@ -248,8 +260,8 @@ def test_receipts_through_sync_when_not_pushed_read_page_gets_reminders_not_sms(
         await alice.login()
         try:
             incident_id = bridge.post_alert(FIRING)["incident_id"]
-            page = await alice.wait_for(is_page_for(alice_id), timeout_s=10)
-            room = page["room_id"]
+            page = await alice.wait_for(is_page_for(alice_id, incident_id), timeout_s=10)
+            room, root = alert_of(page)
             # The bridge invited the receipt account with the first page; it joins from its own /sync.
             await alice.wait_for(lambda e: e.get("type") == "m.room.member" and e.get("state_key") == watcher_id
                                  and content_of(e).get("membership") == "join", timeout_s=read_timeout - 2)
@@ -262,11 +274,10 @@ def test_receipts_through_sync_when_not_pushed_read_page_gets_reminders_not_sms(
                 lambda e: body_of(e).startswith(f"{alice_id}: Reminder: [CRITICAL] {SUMMARY} (incident {incident_id})"),
                 timeout_s=read_timeout + 6)
             assert content_of(reminder)["m.mentions"] == {"user_ids": [alice_id]}
-            root = next(e for e in alice.events if is_root_alert(e, "BlackBox Probe Failure"))
-            await alice.thread_command(room, root["event_id"], "!ack")
-            await alice.wait_for(lambda e: is_thread_reply(e, root["event_id"], f"Acknowledged by {alice_id}"))
-            await alice.thread_command(room, root["event_id"], "!status")
-            trail = body_of(await alice.wait_for(lambda e: is_thread_reply(e, root["event_id"], "Escalation trail")))
+            await alice.thread_command(room, root, "!ack")
+            await alice.wait_for(lambda e: is_thread_reply(e, root, f"Acknowledged by {alice_id}"))
+            await alice.thread_command(room, root, "!status")
+            trail = body_of(await alice.wait_for(lambda e: is_thread_reply(e, root, "Escalation trail")))
             ts = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
             assert re.search(rf"- {re.escape(alice_id)}: notified matrix {ts} \(delivered\), matrix {ts} "
                              rf"\(delivered\).*; read {ts}; acked {ts}", trail), trail
