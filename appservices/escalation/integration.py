@@ -247,7 +247,9 @@ class BridgeEscalation:
         yield self.engine.start()
         yield self.reconcile()
         for name in self.settings.handoff_rooms:
-            yield self._catch_up_handoffs(name)
+            # Not awaited: an unreachable homeserver (retried with backoff) must not hold up receipts.
+            self._catch_up_handoffs(name).addErrback(
+                lambda f, n=name: logger.error("handoff catch-up for %s failed: %s", n, f.getTraceback()))
             self._arm_handoff(name)
         if self.receipt_mode == "sync":
             self.reactor.callLater(0, self._sync_loop)
@@ -563,7 +565,7 @@ class BridgeEscalation:
                     room_id = (yield self.bridge.client.join(room))["room_id"]
                 yield self.bridge.client.send_event(room_id, "m.room.message", content, f"handoff-{name}-{at_ms}")
                 break
-            except (MatrixRequestError, OSError, Exception) as e:  # noqa: BLE001 - retried, bounded
+            except Exception as e:  # noqa: BLE001 - any failure is retried, at most 5 times
                 logger.warning("handoff message for %s failed (attempt %d): %s", name, attempt + 1, e)
                 yield deferLater(self.reactor, 2 ** attempt, lambda: None)
         else:
