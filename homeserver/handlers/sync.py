@@ -236,8 +236,13 @@ class SyncHandler:
             state_events = list((await self.event_store.get_events(changed_ids)).values())
         else:
             state_events = []
+        summary = await self._summary(room_id, user_id)
         if flt.lazy_load_members:
             senders = {e.sender for e in timeline} | {user_id}
+            if since is None or newly_joined or full_state or limited:
+                # The spec requires the heroes' membership with lazy-loading: without it a client names an
+                # unnamed room after raw user IDs (Element shows "@carol:server").
+                senders |= set(summary.get("m.heroes", []))
             in_timeline = {e.event_id for e in timeline}
             state_events = [e for e in state_events if e.type != "m.room.member" or e.state_key in senders]
             have = {e.state_key for e in state_events if e.type == "m.room.member"}
@@ -271,7 +276,7 @@ class SyncHandler:
             "ephemeral": {"events": flt.filter_room_ephemeral(ephemeral, room_id)},
             "account_data": {"events": flt.filter_room_account_data(
                 [{"type": t, "content": c} for t, c in (account_data or {}).items()], room_id)},
-            "summary": await self._summary(room_id, user_id),
+            "summary": summary,
         }
         push = getattr(self.hs, "push_handler", None)
         if push is not None:

@@ -109,6 +109,18 @@ def test_element_sdk_flow(homeserver: HomeserverProcess) -> None:
     assert p["bob_membership_after_leave"] == "leave"
     assert p["alice_sees_bob_membership"] == "leave"
 
+    # A new device's first sync: the summary names the unnamed room from its heroes, whose memberships come with
+    # lazy-loading even though carol never spoke; back-pagination reaches the first message.
+    f = results["fresh_device"]
+    alice_local = alice[1:].split(":")[0]
+    assert f["room_name"] == f"{alice_local} and Carol (SRE)"
+    assert f["joined_member_count"] == 3
+    assert f["initial_timeline"] == [f"alert {i}" for i in range(8, 13)]
+    assert f["unread_total"] == 12
+    assert f["carol_loaded_before_members"] is True and f["alice_loaded_before_members"] is True
+    assert len(f["joined_after_members"]) == 3 and bob in f["joined_after_members"]
+    assert f["timeline_after_scrollback"] == [f"alert {i}" for i in range(1, 13)]
+
     # Rust crypto (WASM) in Node: megolm both ways between the two SDKs.
     assert results["crypto_init"] == "ok"
     e = results["encrypted"]
@@ -118,3 +130,14 @@ def test_element_sdk_flow(homeserver: HomeserverProcess) -> None:
     assert e["bob_decrypted_body"] == "encrypted: page the DBA"
     assert e["bob_sees_sender"] == alice
     assert e["alice_decrypted_body"] == "encrypted: DBA paged"
+    # Before cross-signing alice's device is unsigned: red shield (EventShieldColour.RED, UNSIGNED_DEVICE).
+    assert e["bob_encryption_info"] == {"shieldColour": 2, "shieldReason": 2}
+    # After bootstrapCrossSigning (through password UIA) bob's crypto re-queried her keys on device_lists.changed.
+    assert e["alice_cross_signing_ready"] is True
+    assert e["bob_sees_alice_device"] == {"signedByOwner": True, "crossSigningVerified": False}
+    assert e["bob_third_body"] == "encrypted: after cross-signing"
+    assert e["bob_third_shield"] == {"shieldColour": 0, "shieldReason": None}
+    # Key backup: the version the SDK created is active, and both megolm sessions alice holds (her outbound one
+    # and bob's, received over to-device) were uploaded to it.
+    assert e["backup_version_active"] == e["backup_info_version"] and e["backup_version_active"]
+    assert e["backed_up_sessions"] == 2

@@ -17,6 +17,7 @@ import {
     RelationType,
     SyncState,
     THREAD_RELATION_TYPE,
+    threadIdForReceipt,
 } from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
 
@@ -87,8 +88,27 @@ async function registerAndLogin(localpart, password) {
         accessToken: login.access_token,
         deviceId: login.device_id,
     });
+    client.tocsinLogin = { localpart, password, accessToken: login.access_token, deviceId: login.device_id };
     clients.push(client);
     return client;
+}
+
+/** Answer a user-interactive auth challenge with the password, as Element's dialog does. */
+async function withPasswordUia(client, makeRequest) {
+    try {
+        await makeRequest(null);
+    } catch (e) {
+        if (e.httpStatus !== 401 || !e.data?.session) throw e;
+        const flows = e.data.flows.map((f) => f.stages.join(","));
+        if (!flows.includes("m.login.password")) throw new Error(`no m.login.password flow: ${JSON.stringify(flows)}`);
+        const { localpart, password } = client.tocsinLogin;
+        await makeRequest({
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user: localpart },
+            password,
+            session: e.data.session,
+        });
+    }
 }
 
 /** startClient as Element does (lazy-loaded members, threads) and wait for the PREPARED sync state. */
@@ -234,7 +254,8 @@ async function plainScenario(alice, bob) {
     });
     const bobThread = await waitFor("bob has the thread with both replies", () => {
         const t = bobRoom.getThread(alert.event_id);
-        return t && t.length === 2 && t.replyToEvent?.getId() === answer.event_id ? t : null;
+        // replyToEvent may come from the root's bundled aggregation before /relations fills the timeline.
+        return t && t.length === 2 && t.timeline.some((e) => e.getId() === answer.event_id) ? t : null;
     });
     r.bob_thread = {
         length: bobThread.length,
@@ -243,8 +264,8 @@ async function plainScenario(alice, bob) {
     };
     r.alice_thread_length = thread.length;
     // Threaded read receipt: the SDK adds thread_id for an event that lives in a thread.
-    const bobAnswer = bobRoom.findEventById(answer.event_id);
-    r.receipt_thread_id_sent = bob.getRoom(roomId).findThreadForEvent(bobAnswer)?.id;
+    const bobAnswer = bobThread.findEventById(answer.event_id);
+    r.receipt_thread_id_sent = threadIdForReceipt(bobAnswer);
     await bob.sendReadReceipt(bobAnswer, ReceiptType.Read);
     await waitFor("alice sees bob's threaded receipt", () =>
         aliceRoom.getThread(alert.event_id)?.getEventReadUpTo(bob.getUserId()) === answer.event_id);
@@ -274,6 +295,47 @@ async function plainScenario(alice, bob) {
     await waitFor("alice sees bob left", () => aliceRoom.getMember(bob.getUserId())?.membership === "leave");
     r.bob_membership_after_leave = bob.getRoom(roomId).getMyMembership();
     r.alice_sees_bob_membership = aliceRoom.getMember(bob.getUserId()).membership;
+    return r;
+}
+
+/**
+ * A second device's first sync, as when Element opens on a new machine: lazy-loaded members, a limited
+ * timeline, the room summary (heroes, member counts) naming an unnamed room, back-pagination and /members.
+ */
+async function freshDeviceScenario(alice, bob, carol) {
+    const r = {};
+    const { room_id: roomId } = await alice.createRoom({ preset: "private_chat", invite: [bob.getUserId(), carol.getUserId()] });
+    await carol.setDisplayName("Carol (SRE)");
+    await bob.joinRoom(roomId);
+    await carol.joinRoom(roomId);
+    await waitFor("alice sees three joined", () => alice.getRoom(roomId)?.getJoinedMemberCount() === 3);
+    for (let i = 1; i <= 12; i++) await alice.sendTextMessage(roomId, `alert ${i}`);
+
+    const { localpart, password } = bob.tocsinLogin;
+    const login = await createClient({ baseUrl }).loginRequest({
+        type: "m.login.password", identifier: { type: "m.id.user", user: localpart }, password,
+    });
+    const bob2 = createClient({ baseUrl, userId: login.user_id, accessToken: login.access_token, deviceId: login.device_id });
+    clients.push(bob2);
+    const prepared = new Promise((resolve) => bob2.on(ClientEvent.Sync, (st) => st === SyncState.Prepared && resolve()));
+    await bob2.startClient({ lazyLoadMembers: true, threadSupport: true, initialSyncLimit: 5,
+        pendingEventOrdering: PendingEventOrdering.Detached });
+    await Promise.race([prepared, new Promise((_, rej) => setTimeout(() => rej(new Error("bob2 not PREPARED")), 20000))]);
+    const room = bob2.getRoom(roomId);
+    r.room_name = room.name;
+    r.joined_member_count = room.getJoinedMemberCount();
+    r.initial_timeline = timelineBodies(room);
+    r.unread_total = room.getUnreadNotificationCount(NotificationCountType.Total);
+    // carol never speaks: only the heroes rule of lazy-loading brings her membership before /members.
+    r.carol_loaded_before_members = Boolean(room.getMember(carol.getUserId()));
+    r.alice_loaded_before_members = Boolean(room.getMember(alice.getUserId()));
+    await room.loadMembersIfNeeded();
+    r.joined_after_members = room.getJoinedMembers().map((m) => m.userId).sort();
+    for (let i = 0; i < 5 && timelineBodies(room).length < 12; i++) {
+        if (!(await bob2.scrollback(room, 10)) || !room.oldState.paginationToken) break;
+    }
+    r.timeline_after_scrollback = timelineBodies(room);
+    bob2.stopClient();
     return r;
 }
 
@@ -313,7 +375,7 @@ async function encryptedScenario(alice, bob) {
     r.bob_decrypted_body = ev.getContent().body;
     r.bob_sees_sender = ev.getSender();
     const info = await bob.getCrypto().getEncryptionInfoForEvent(ev);
-    r.bob_encryption_info = info ? { shieldColour: info.shieldColour, shieldReason: info.shieldReason } : null;
+    r.bob_encryption_info = { shieldColour: info.shieldColour, shieldReason: info.shieldReason };
 
     // And back: bob's reply is decrypted by alice (bob's outbound session, alice's device from /keys/query).
     const back = await bob.sendTextMessage(roomId, "encrypted: DBA paged");
@@ -324,6 +386,40 @@ async function encryptedScenario(alice, bob) {
     }, 20000);
     r.alice_decrypted_body = aev.getContent().body;
     r.alice_reply_wire_type = aev.getWireType();
+
+    // Cross-signing (UIA-protected /keys/device_signing/upload, /keys/signatures/upload): bob's crypto must
+    // learn it through device_lists.changed in /sync and a new /keys/query, after which alice's device is
+    // signed by its owner and her messages lose the red "unsigned device" shield.
+    await alice.getCrypto().bootstrapCrossSigning({
+        authUploadDeviceSigningKeys: (makeRequest) => withPasswordUia(alice, makeRequest),
+    });
+    r.alice_cross_signing_ready = await alice.getCrypto().isCrossSigningReady();
+    const aliceDevice = alice.getDeviceId();
+    await waitFor("bob sees alice's device signed by her", async () =>
+        (await bob.getCrypto().getDeviceVerificationStatus(alice.getUserId(), aliceDevice))?.signedByOwner, 20000);
+    const status = await bob.getCrypto().getDeviceVerificationStatus(alice.getUserId(), aliceDevice);
+    r.bob_sees_alice_device = { signedByOwner: status.signedByOwner, crossSigningVerified: status.crossSigningVerified };
+    const third = await alice.sendTextMessage(roomId, "encrypted: after cross-signing");
+    const tev = await waitFor("bob has the third encrypted event", () => bobRoom.findEventById(third.event_id), 20000);
+    await waitFor("bob decrypted the third", async () => {
+        await bob.decryptEventIfNeeded(tev);
+        return !tev.isDecryptionFailure() && tev.getType() === EventType.RoomMessage;
+    }, 20000);
+    const tinfo = await bob.getCrypto().getEncryptionInfoForEvent(tev);
+    r.bob_third_body = tev.getContent().body;
+    r.bob_third_shield = { shieldColour: tinfo.shieldColour, shieldReason: tinfo.shieldReason };
+
+    // Server-side key backup (/room_keys/version, /room_keys/keys): alice's crypto creates a version and
+    // uploads her megolm sessions to it.
+    await alice.getCrypto().resetKeyBackup();
+    const version = await waitFor("alice's backup is active", () => alice.getCrypto().getActiveSessionBackupVersion());
+    r.backup_version_active = version;
+    r.backup_info_version = (await alice.getCrypto().getKeyBackupInfo())?.version;
+    const keys = await waitFor("alice's room keys reach the backup", async () => {
+        const body = await alice.http.authedRequest("GET", "/room_keys/keys", { version });
+        return Object.keys(body.rooms?.[roomId]?.sessions ?? {}).length ? body : null;
+    }, 20000);
+    r.backed_up_sessions = Object.keys(keys.rooms[roomId].sessions).length;
     return r;
 }
 
@@ -345,6 +441,8 @@ async function main() {
     await start(bob);
     results.prepared = true;
     results.plain = await plainScenario(alice, bob);
+    const carol = await registerAndLogin(`jscarol${suffix}`, "correct horse battery");
+    results.fresh_device = await freshDeviceScenario(alice, bob, carol);
     if (results.crypto_init === "ok") results.encrypted = await encryptedScenario(alice, bob);
     finish(true);
 }
