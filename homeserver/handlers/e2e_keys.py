@@ -141,9 +141,15 @@ class E2EKeysHandler:
             ToDeviceStore.delete_devices_txn(txn, user_id, device_ids)
             record(txn)
 
-        await self._with_device_list_change(
-            user_id, device_ids[0] if len(device_ids) == 1 else None,
-            lambda record: self.hs.db.run_interaction("delete_device_keys", _txn, record))
+        self.store.invalidate_key_counts(user_id, device_ids)
+        self.to_device_store.invalidate_inboxes(user_id)
+        try:
+            await self._with_device_list_change(
+                user_id, device_ids[0] if len(device_ids) == 1 else None,
+                lambda record: self.hs.db.run_interaction("delete_device_keys", _txn, record))
+        finally:
+            self.store.invalidate_key_counts(user_id, device_ids)
+            self.to_device_store.invalidate_inboxes(user_id)
 
     # -- POST /keys/upload ------------------------------------------------------------------------------------------
 
@@ -324,7 +330,10 @@ class E2EKeysHandler:
         device_changes = await self.device_lists.get_users_changed_between(since.device_lists, now.device_lists)
         changed |= device_changes & (shared | {user_id})
 
-        memberships = await self.device_lists.get_membership_changes_between(since.events, now.events)
+        if room_store is not None and room_store.get_last_membership_stream() <= since.events:
+            memberships = []  # no membership event anywhere since the token: nothing to look up
+        else:
+            memberships = await self.device_lists.get_membership_changes_between(since.events, now.events)
         if joined_room_ids is None:
             joined_room_ids = set(await room_store.get_rooms_for_user(user_id)) if room_store else set()
             newly_joined_room_ids, newly_left_room_ids = set(), set()

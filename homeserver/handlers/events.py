@@ -197,6 +197,10 @@ class EventCreationHandler:
                 signing_key=self.hs.signing_key,
                 redacts=redacts,
             )
+            if txn_key is not None:
+                # Set before persisting: a /sync woken by this event may serialize it before send_event returns.
+                event.internal_metadata["txn_id"] = txn_key[2]
+                event.internal_metadata["device_id"] = txn_key[1]
             auth_events = await self.event_store.get_events(auth_event_ids)
             auth_state = {k: auth_events[state_ids[k]] for k in auth_keys
                           if k in state_ids and state_ids[k] in auth_events}

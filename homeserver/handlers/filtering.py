@@ -273,7 +273,16 @@ async def load_filter(hs: Any, user_id: str, value: str | None) -> Filter:
     inline = parse_filter_param(value)
     if inline is not None:
         return Filter(inline)
-    stored = await hs.filter_store.get_filter(user_id, value)
+    store = hs.filter_store
+    key = store.filter_key(user_id, value)
+    parsed = store.parsed.get(key) if key is not None else None
+    if parsed is not None:
+        return parsed
+    stored = await store.get_filter(user_id, value)
     if stored is None:
         raise NotFoundError("No such filter")
-    return Filter(stored)
+    parsed = Filter(stored)
+    if key is not None:
+        # Safe to share: a Filter is never modified after it is built.
+        store.parsed[key] = parsed
+    return parsed

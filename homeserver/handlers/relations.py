@@ -117,7 +117,9 @@ class RelationsHandler:
         "current_user_participated"}, "m.reference": {"chunk": [{"event_id"}]}}}`` for the events of ``events``
         that have any; one database transaction for the whole batch. Redacted events get none.
         """
-        parents = [e for e in events if "redacted_because" not in e.internal_metadata]
+        known_free = self.event_store.known_relation_free
+        parents = [e for e in events if "redacted_because" not in e.internal_metadata
+                   and not known_free(e.event_id)]
         if not parents:
             return {}
         raw = await self.store.get_aggregations([e.event_id for e in parents], user_id)

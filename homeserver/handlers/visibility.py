@@ -62,8 +62,14 @@ class VisibilityHandler:
             by_room.setdefault(e.room_id, []).append(e)
         allowed: set[str] = set()
         for room_id, room_events in by_room.items():
-            vis_pos, vis_val = await self._visibility_history(room_id)
             history = await self.room_store.get_membership_history(room_id, user_id)
+            if history and history[-1][1] == "join" and history[-1][0] < min(
+                    e.internal_metadata.get("stream_ordering", 0) for e in room_events):
+                # Joined before every one of these events and still joined: membership "join" at each of
+                # them, which every history visibility allows (the common /sync case).
+                allowed.update(e.event_id for e in room_events)
+                continue
+            vis_pos, vis_val = await self._visibility_history(room_id)
             m_pos = [h[0] for h in history]
             join_positions = [h[0] for h in history if h[1] == "join"]
             last_join = join_positions[-1] if join_positions else -1

@@ -17,6 +17,9 @@ from homeserver.streams import StreamIdGenerator
 JsonDict = dict[str, Any]
 
 
+_ITEMS_CACHE_USERS = 50_000
+
+
 class AccountDataStore:
     """SQL for ``account_data``. Registers the ``account_data`` stream and wakes /sync through ``notifier``."""
 
@@ -29,6 +32,10 @@ class AccountDataStore:
         stream_positions.register("account_data", self.stream_ids)
         # Read-modify-write updates (tags) of one user run one at a time; this server is one process.
         self._locks: dict[str, defer.DeferredLock] = {}
+        # get_account_data results per user (/sync reads the ignore list on every request). A user's entry is
+        # dropped around every write of theirs; a read that raced with a write is not stored.
+        self._items: dict[str, dict[tuple[str, str], JsonDict | None]] = {}
+        self._writes = 0
 
     def get_current_position(self) -> int:
         """The position up to which the stream is complete."""
@@ -57,13 +64,23 @@ class AccountDataStore:
         return global_data, by_room
 
     async def get_account_data(self, user_id: str, room_id: str, data_type: str) -> JsonDict | None:
-        """One item's content (``room_id`` '' for global), or None if the user never set it."""
+        """One item's content (``room_id`` '' for global), or None if the user never set it. The caller must not
+        modify the returned dict (it may be shared with other callers)."""
+        items = self._items.get(user_id)
+        if items is not None and (room_id, data_type) in items:
+            return items[(room_id, data_type)]
+        writes = self._writes
         rows = await self.db.execute(
             "get_account_data",
             "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND account_data_type = ?",
             user_id, room_id, data_type,
         )
-        return json.loads(rows[0][0]) if rows else None
+        content = json.loads(rows[0][0]) if rows else None
+        if writes == self._writes:
+            if len(self._items) >= _ITEMS_CACHE_USERS:
+                self._items.clear()
+            self._items.setdefault(user_id, {})[(room_id, data_type)] = content
+        return content
 
     async def get_all_account_data(self, user_id: str) -> tuple[dict[str, JsonDict], dict[str, dict[str, JsonDict]]]:
         """Everything the user stored: ``(global, per-room)`` as in :meth:`get_updated_account_data`."""
@@ -95,9 +112,13 @@ class AccountDataStore:
 
     async def _write(self, user_id: str, fn: Callable[[Txn, int], None]) -> int:
         pos = self.stream_ids.allocate()
+        self._writes += 1
+        self._items.pop(user_id, None)
         try:
             await self.db.run_interaction("add_account_data", fn, pos)
         finally:
+            self._writes += 1
+            self._items.pop(user_id, None)
             self.stream_ids.mark_done(pos)
         self.notifier.notify("account_data", pos, users=[user_id])
         return pos

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
+from prometheus_client import Counter
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
@@ -25,6 +26,10 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
 _PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+db_transactions = Counter("tocsin_db_transactions", "Database transactions run, by description", ["desc"])
+db_transaction_seconds = Counter("tocsin_db_transaction_seconds", "Time spent in database transactions (s, "
+                                 "on the database thread, queueing excluded), by description", ["desc"])
 
 
 class Txn:
@@ -188,6 +193,16 @@ class Database:
 
     def _run_in_thread(self, desc: str, func: Callable[..., R], args: tuple[Any, ...],
                        kwargs: dict[str, Any]) -> tuple[R, list[tuple[Callable[..., Any], tuple[Any, ...]]]]:
+        attempts = 0
+        started = time.perf_counter()
+        try:
+            return self._run_attempts(desc, func, args, kwargs)
+        finally:
+            db_transactions.labels(desc).inc()
+            db_transaction_seconds.labels(desc).inc(time.perf_counter() - started)
+
+    def _run_attempts(self, desc: str, func: Callable[..., R], args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> tuple[R, list[tuple[Callable[..., Any], tuple[Any, ...]]]]:
         attempts = 0
         while True:
             attempts += 1

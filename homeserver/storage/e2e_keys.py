@@ -38,6 +38,21 @@ class E2EKeyStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # get_key_counts per device (read on every /sync). Dropped around every write that changes a device's
+        # keys (upload, claim, device deletion); a read that raced with such a write is not stored.
+        self._counts: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
+        self._writes = 0
+
+    def invalidate_key_counts(self, user_id: str, device_ids: list[str] | None = None) -> None:
+        """Forget cached key counts of ``device_ids`` of ``user_id`` (None: all of the user's devices). Called
+        before and after every transaction that changes one-time or fallback keys."""
+        self._writes += 1
+        if device_ids is None:
+            for key in [k for k in self._counts if k[0] == user_id]:
+                del self._counts[key]
+        else:
+            for device_id in device_ids:
+                self._counts.pop((user_id, device_id), None)
 
     # -- upload -------------------------------------------------------------------------------------------------
 
@@ -103,7 +118,11 @@ class E2EKeyStore:
                             " VALUES (?, ?, ?, ?, ?, 0)", (user_id, device_id, algorithm, key_id, _encode(key)))
             return self._count_otks_txn(txn, user_id, device_id)
 
-        return await self.db.run_interaction("upload_keys", _txn)
+        self.invalidate_key_counts(user_id, [device_id])
+        try:
+            return await self.db.run_interaction("upload_keys", _txn)
+        finally:
+            self.invalidate_key_counts(user_id, [device_id])
 
     @staticmethod
     def _count_otks_txn(txn: Txn, user_id: str, device_id: str) -> dict[str, int]:
@@ -118,7 +137,12 @@ class E2EKeyStore:
         return json.loads(rows[0][0]) if rows else None
 
     async def get_key_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
-        """``(one-time key counts per algorithm, algorithms with an unused fallback key)`` of one device."""
+        """``(one-time key counts per algorithm, algorithms with an unused fallback key)`` of one device. The
+        caller must not modify the returned objects (they are shared with later calls)."""
+        cached = self._counts.get((user_id, device_id))
+        if cached is not None:
+            return cached
+        writes = self._writes
 
         def _txn(txn: Txn) -> tuple[dict[str, int], list[str]]:
             counts = self._count_otks_txn(txn, user_id, device_id)
@@ -126,7 +150,12 @@ class E2EKeyStore:
                         " ORDER BY algorithm", (user_id, device_id))
             return counts, [r[0] for r in txn.fetchall()]
 
-        return await self.db.run_interaction("get_key_counts", _txn)
+        result = await self.db.run_interaction("get_key_counts", _txn)
+        if writes == self._writes:
+            if len(self._counts) >= 100_000:
+                self._counts.clear()
+            self._counts[(user_id, device_id)] = result
+        return result
 
     # -- query --------------------------------------------------------------------------------------------------
 
@@ -207,7 +236,14 @@ class E2EKeyStore:
                     out.setdefault((user_id, device_id), {})[f"{algorithm}:{claimed[0]}"] = claimed[1]
             return out
 
-        return await self.db.run_interaction("claim_keys", _txn)
+        users = {r[0] for r in requests}
+        for user_id in users:
+            self.invalidate_key_counts(user_id)
+        try:
+            return await self.db.run_interaction("claim_keys", _txn)
+        finally:
+            for user_id in users:
+                self.invalidate_key_counts(user_id)
 
     # -- devices going away ---------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ whose data is not durable.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 from collections import OrderedDict
@@ -22,6 +23,39 @@ logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = "e.stream_ordering, e.event_id, e.room_id, e.json, r.room_version"
 _EVENT_CACHE_SIZE = 50_000
+# Recent-events index: at most this many event IDs per room and this many rooms (then it starts over).
+_RECENT_PER_ROOM = 256
+_RECENT_ROOMS_MAX = 20_000
+
+
+class _RecentEvents:
+    """A room's newest ``(stream_ordering, event_id)`` pairs, ascending; every event of the room with a position
+    above ``floor`` is in the list."""
+
+    __slots__ = ("floor", "positions", "event_ids")
+
+    def __init__(self, floor: int) -> None:
+        self.floor = floor
+        self.positions: list[int] = []
+        self.event_ids: list[str] = []
+
+    def append(self, stream_ordering: int, event_id: str) -> None:
+        self.positions.append(stream_ordering)
+        self.event_ids.append(event_id)
+        if len(self.positions) > 2 * _RECENT_PER_ROOM:
+            cut = len(self.positions) - _RECENT_PER_ROOM
+            self.floor = self.positions[cut - 1]
+            del self.positions[:cut]
+            del self.event_ids[:cut]
+
+    def ids_between(self, from_pos: int, to_pos: int) -> list[str] | None:
+        """IDs with ``from_pos < position <= to_pos`` ascending, or None when the list does not cover
+        ``from_pos``."""
+        if from_pos < self.floor:
+            return None
+        lo = bisect.bisect_right(self.positions, from_pos)
+        hi = bisect.bisect_right(self.positions, to_pos)
+        return self.event_ids[lo:hi]
 
 
 def _relation_of(event: Event) -> tuple[str, str, str | None] | None:
@@ -51,6 +85,14 @@ class EventStore:
         )
         self.stream_ids = StreamIdGenerator(int(row[0]))
         stream_positions.register("events", self.stream_ids)
+        # Events persisted by this process that no relation points to (yet): /sync need not look up bundled
+        # aggregations for them. An event leaves the set when a relation to it is persisted (after_persist of
+        # the child, before its position is announced).
+        self._relation_free: OrderedDict[str, None] = OrderedDict()
+        # Per room, the IDs of its newest events in stream order, complete above a floor position: /sync reads
+        # a room's new events from here instead of the database. Filled only by after_persist, which runs in
+        # each room's stream order (the room's send lock is held).
+        self._recent: dict[str, _RecentEvents] = {}
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -151,6 +193,13 @@ class EventStore:
         """Events of ``room_id`` with ``from_pos < stream_ordering <= to_pos``; ``direction`` "b" gives the
         newest ``limit`` newest-first, "f" the oldest ``limit`` oldest-first."""
         order = "DESC" if direction == "b" else "ASC"
+        recent = self._recent.get(room_id)
+        ids = recent.ids_between(from_pos, to_pos) if recent is not None else None
+        if ids is not None:
+            ids = ids[::-1][:limit] if direction == "b" else ids[:limit]
+            by_id = await self.get_events(ids)
+            if len(by_id) == len(ids):
+                return [by_id[i] for i in ids]
 
         def _txn(txn: Txn) -> list[Event]:
             txn.execute(
@@ -289,6 +338,10 @@ class EventStore:
                 "stream_ordering) VALUES (?, ?, ?, ?, ?, ?)",
                 (event.event_id, relation[0], relation[1], relation[2], event.room_id, stream_ordering),
             )
+        # A relation row may name an event before it exists (the child names an event ID it was told about).
+        txn.execute("SELECT 1 FROM event_relations WHERE relates_to_id = ? LIMIT 1", (event.event_id,))
+        if txn.fetchone() is None:
+            txn.call_after(self._note_relation_free, event.event_id)
         if txn_id is not None:
             txn.execute(
                 "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, inserted_ts) "
@@ -303,9 +356,30 @@ class EventStore:
         row = txn.fetchone()
         return row is None or row[0] == event.room_id
 
+    def known_relation_free(self, event_id: str) -> bool:
+        """True if no event relates to ``event_id`` (False means: unknown, look it up)."""
+        return event_id in self._relation_free
+
+    def _note_relation_free(self, event_id: str) -> None:
+        # Runs on the reactor right after the event's transaction committed (before after_persist).
+        self._relation_free[event_id] = None
+        if len(self._relation_free) > _EVENT_CACHE_SIZE:
+            self._relation_free.popitem(last=False)
+
     def after_persist(self, event: Event, stream_ordering: int) -> None:
-        """Cache the new event; drop the cached copy of an event it redacts."""
+        """Cache the new event; drop the cached copy of an event it redacts; keep the recent-events index and
+        the relation-free set up to date."""
         event.internal_metadata["stream_ordering"] = stream_ordering
         self._cache_put(event)
+        relation = _relation_of(event)
+        if relation is not None:
+            self._relation_free.pop(relation[0], None)
+        recent = self._recent.get(event.room_id)
+        if recent is None:
+            if len(self._recent) >= _RECENT_ROOMS_MAX:
+                self._recent.clear()
+            # Nothing of the room is known below this event yet: the list is complete above its predecessor.
+            recent = self._recent[event.room_id] = _RecentEvents(stream_ordering - 1)
+        recent.append(stream_ordering, event.event_id)
         if event.type == "m.room.redaction" and event.redacts:
             self.invalidate(event.redacts)

@@ -16,11 +16,19 @@ def _canonical(filter_json: dict[str, Any]) -> str:
     return json.dumps(filter_json, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+_CACHE_MAX = 100_000
+
+
 class FilterStore:
     """SQL for ``user_filters``."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Stored filters never change (an upload of a different filter gets a new ID), so a positive answer can
+        # be kept for good; bounded by starting over. ``parsed`` holds what callers build from a filter
+        # (keyed the same way) so /sync does not parse it on every request.
+        self._cache: dict[tuple[str, int], dict[str, Any]] = {}
+        self.parsed: dict[tuple[str, int], Any] = {}
 
     async def add_filter(self, user_id: str, filter_json: dict[str, Any]) -> int:
         """Store ``filter_json`` (already validated) for ``user_id``; returns its ID (int >= 0)."""
@@ -57,6 +65,22 @@ class FilterStore:
             return None
         if not 0 <= fid < 2**62:
             return None
+        cached = self._cache.get((user_id, fid))
+        if cached is not None:
+            return json.loads(json.dumps(cached))
         rows = await self.db.execute(
             "get_filter", "SELECT filter_json FROM user_filters WHERE user_id = ? AND filter_id = ?", user_id, fid)
-        return json.loads(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+            self.parsed.clear()
+        self._cache[(user_id, fid)] = json.loads(rows[0][0])
+        return json.loads(rows[0][0])
+
+    def filter_key(self, user_id: str, filter_id: str) -> tuple[str, int] | None:
+        """The cache key of a stored filter ID given by a client, or None when it is not a valid ID."""
+        if not filter_id.isdigit() or len(filter_id) > 19:
+            return None
+        fid = int(filter_id)
+        return (user_id, fid) if fid < 2**62 else None

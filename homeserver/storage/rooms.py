@@ -17,17 +17,26 @@ from homeserver.storage.database import Database, Txn
 StateKey = tuple[str, str]
 
 
+# Upper bounds on the per-(room, user) and per-state-key history caches: past them the cache starts over (it is
+# refilled from the database on demand), so memory stays bounded however many rooms and users there are.
+_HISTORY_CACHE_MAX = 200_000
+_USER_MEMBERSHIPS_CACHE_MAX = 100_000
+
+
 class _RoomCache:
-    __slots__ = ("state", "joined", "invited", "latest_event_id", "latest_depth", "room_version")
+    __slots__ = ("state", "joined", "invited", "latest_event_id", "latest_depth", "room_version",
+                 "last_state_stream")
 
     def __init__(self, room_version: RoomVersion, state: dict[StateKey, str], latest: tuple[str, int] | None,
-                 joined: set[str], invited: set[str]) -> None:
+                 joined: set[str], invited: set[str], last_state_stream: int = 0) -> None:
         self.room_version = room_version
         self.state = state
         self.joined = joined
         self.invited = invited
         self.latest_event_id = latest[0] if latest else None
         self.latest_depth = latest[1] if latest else 0
+        # Stream position of the room's newest state event: state "at" any later position is the current state.
+        self.last_state_stream = last_state_stream
 
 
 class RoomStore:
@@ -44,6 +53,20 @@ class RoomStore:
             lambda t: t.execute("SELECT room_id, MAX(stream_ordering) FROM events GROUP BY room_id").fetchall(),
         )
         self._room_last_stream: dict[str, int] = {r[0]: int(r[1]) for r in rows}
+        # Position of the newest membership event of any room (lets /sync skip looking for membership changes).
+        row = db.run_interaction_sync(
+            "last_membership_stream",
+            lambda t: t.execute("SELECT COALESCE(MAX(stream_ordering), 0) FROM room_memberships").fetchone(),
+        )
+        self._last_membership_stream = int(row[0])
+        # Read-through caches of membership rows, filled from the database and kept in step by
+        # on_event_persisted. A fill whose query raced with a write (the write counter moved while it ran) is
+        # used once but not stored, so a cache never holds data older than a persisted event.
+        self._member_writes = 0
+        self._state_writes = 0
+        self._user_memberships: dict[str, dict[str, tuple[str, str, int, bool]]] = {}
+        self._membership_history: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        self._state_history: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
 
     # -- cache loading -----------------------------------------------------------------------------------------
 
@@ -72,8 +95,11 @@ class RoomStore:
             txn.execute("SELECT event_id, depth FROM events WHERE room_id = ? ORDER BY stream_ordering DESC LIMIT 1",
                         (room_id,))
             latest = txn.fetchone()
+            txn.execute("SELECT COALESCE(MAX(stream_ordering), 0) FROM current_state_events WHERE room_id = ?",
+                        (room_id,))
+            last_state = int(txn.fetchone()[0])
             return _RoomCache(KNOWN_ROOM_VERSIONS[row[0]], state, (latest[0], int(latest[1])) if latest else None,
-                              joined, invited)
+                              joined, invited, last_state)
 
         loaded = await self.db.run_interaction("load_room", _txn)
         if loaded is not None and room_id not in self._rooms:
@@ -97,8 +123,23 @@ class RoomStore:
             room.latest_depth = event.depth
             if event.is_state():
                 room.state[(event.type, event.state_key)] = event.event_id  # type: ignore[index]
+                room.last_state_stream = stream_ordering
+        if event.is_state():
+            self._state_writes += 1
+            history = self._state_history.get((event.room_id, event.type, event.state_key))  # type: ignore[arg-type]
+            if history is not None:
+                history.append((stream_ordering, event.event_id))
         if event.type == "m.room.member" and event.state_key is not None:
             user_id, membership = event.state_key, event.membership
+            if isinstance(membership, str):
+                self._member_writes += 1
+                self._last_membership_stream = max(self._last_membership_stream, stream_ordering)
+                m_history = self._membership_history.get((event.room_id, user_id))
+                if m_history is not None:
+                    m_history.append((stream_ordering, membership))
+                current = self._user_memberships.get(user_id)
+                if current is not None:
+                    current[event.room_id] = (membership, event.event_id, stream_ordering, False)
             if room is not None:
                 room.joined.discard(user_id)
                 room.invited.discard(user_id)
@@ -132,6 +173,10 @@ class RoomStore:
     def get_room_last_stream(self, room_id: str) -> int:
         """Stream position of the room's newest event (0 if none)."""
         return self._room_last_stream.get(room_id, 0)
+
+    def get_last_membership_stream(self) -> int:
+        """Stream position of the newest membership event in any room (0 if none)."""
+        return self._last_membership_stream
 
     async def set_room_is_public(self, room_id: str, is_public: bool) -> None:
         await self.db.execute("set_room_is_public", "UPDATE rooms SET is_public = ? WHERE room_id = ?",
@@ -179,7 +224,7 @@ class RoomStore:
         room = await self._room(room_id)
         if room is None:
             return {}
-        if stream_ordering >= self._room_last_stream.get(room_id, 0):
+        if stream_ordering >= self._room_last_stream.get(room_id, 0) or stream_ordering >= room.last_state_stream:
             return dict(room.state)
 
         def _txn(txn: Txn) -> dict[StateKey, str]:
@@ -268,18 +313,26 @@ class RoomStore:
                                         memberships: Iterable[str]) -> list[tuple[str, str, str, int]]:
         """``[(room_id, membership, event_id, stream_ordering)]`` for the user's current memberships in
         ``memberships``, not forgotten."""
-        wanted = list(memberships)
+        wanted = set(memberships)
+        current = self._user_memberships.get(user_id)
+        if current is None:
+            writes = self._member_writes
 
-        def _txn(txn: Txn) -> list[tuple[str, str, str, int]]:
-            clause, params = txn.in_list("membership", wanted)
-            txn.execute(
-                "SELECT room_id, membership, event_id, stream_ordering FROM local_current_membership "
-                f"WHERE user_id = ? AND forgotten = 0 AND {clause}",
-                [user_id, *params],
-            )
-            return [(r[0], r[1], r[2], int(r[3])) for r in txn.fetchall()]
+            def _txn(txn: Txn) -> dict[str, tuple[str, str, int, bool]]:
+                txn.execute(
+                    "SELECT room_id, membership, event_id, stream_ordering, forgotten FROM local_current_membership "
+                    "WHERE user_id = ?",
+                    (user_id,),
+                )
+                return {r[0]: (r[1], r[2], int(r[3]), bool(r[4])) for r in txn.fetchall()}
 
-        return await self.db.run_interaction("get_rooms_with_membership", _txn)
+            current = await self.db.run_interaction("get_rooms_with_membership", _txn)
+            if writes == self._member_writes:
+                if len(self._user_memberships) >= _USER_MEMBERSHIPS_CACHE_MAX:
+                    self._user_memberships.clear()
+                self._user_memberships[user_id] = current
+        return [(room_id, m, event_id, pos) for room_id, (m, event_id, pos, forgotten) in current.items()
+                if not forgotten and m in wanted]
 
     async def get_membership_changes(self, user_id: str, from_pos: int, to_pos: int) -> list[tuple[str, str, int]]:
         """``[(room_id, membership, stream_ordering)]`` of the user's membership events in ``(from_pos, to_pos]``,
@@ -294,28 +347,54 @@ class RoomStore:
 
     async def get_membership_history(self, room_id: str, user_id: str) -> list[tuple[int, str]]:
         """``[(stream_ordering, membership)]`` of every membership event of the user in the room, oldest first."""
+        key = (room_id, user_id)
+        cached = self._membership_history.get(key)
+        if cached is not None:
+            return list(cached)
+        writes = self._member_writes
         rows = await self.db.execute(
             "get_membership_history",
             "SELECT stream_ordering, membership FROM room_memberships WHERE room_id = ? AND user_id = ? "
             "ORDER BY stream_ordering",
             room_id, user_id,
         )
-        return [(int(r[0]), r[1]) for r in rows]
+        history = [(int(r[0]), r[1]) for r in rows]
+        if writes == self._member_writes:
+            if len(self._membership_history) >= _HISTORY_CACHE_MAX:
+                self._membership_history.clear()
+            self._membership_history[key] = history
+        return list(history)
 
     async def get_state_history(self, room_id: str, etype: str, state_key: str = "") -> list[tuple[int, str]]:
         """``[(stream_ordering, event_id)]`` of every state event of one key, oldest first."""
+        key = (room_id, etype, state_key)
+        cached = self._state_history.get(key)
+        if cached is not None:
+            return list(cached)
+        writes = self._state_writes
         rows = await self.db.execute(
             "get_state_history",
             "SELECT stream_ordering, event_id FROM events WHERE room_id = ? AND type = ? AND state_key = ? "
             "ORDER BY stream_ordering",
             room_id, etype, state_key,
         )
-        return [(int(r[0]), r[1]) for r in rows]
+        history = [(int(r[0]), r[1]) for r in rows]
+        if writes == self._state_writes:
+            if len(self._state_history) >= _HISTORY_CACHE_MAX:
+                self._state_history.clear()
+            self._state_history[key] = history
+        return list(history)
 
     async def forget_room(self, user_id: str, room_id: str) -> None:
-        await self.db.execute("forget_room",
-                              "UPDATE local_current_membership SET forgotten = 1 WHERE user_id = ? AND room_id = ?",
-                              user_id, room_id)
+        self._member_writes += 1
+        try:
+            await self.db.execute(
+                "forget_room", "UPDATE local_current_membership SET forgotten = 1 WHERE user_id = ? AND room_id = ?",
+                user_id, room_id)
+        finally:
+            # Dropped, not patched: the next read loads the row as committed.
+            self._member_writes += 1
+            self._user_memberships.pop(user_id, None)
 
     # -- aliases -----------------------------------------------------------------------------------------------
 

@@ -44,6 +44,15 @@ class ToDeviceStore:
 
         self.generator = StreamIdGenerator(db.run_interaction_sync("to_device_max", _max))
         stream_positions.register("to_device", self.generator)
+        # Devices whose inbox is known to be empty ({user_id: {device_id}}): /sync skips the inbox query for
+        # them. A user's entry is dropped around every write for them; a take that raced with one is not trusted.
+        self._empty: dict[str, set[str]] = {}
+        self._writes = 0
+
+    def invalidate_inboxes(self, user_id: str) -> None:
+        """Forget what is known about the inboxes of ``user_id``'s devices (before and after writing to them)."""
+        self._writes += 1
+        self._empty.pop(user_id, None)
 
     async def add_messages(self, sender: str, sender_device_id: str | None, txn_id: str, event_type: str,
                            messages: dict[str, dict[str, Any]], stream_id: int) -> set[str] | None:
@@ -84,7 +93,14 @@ class ToDeviceStore:
                 [(u, d, stream_id, body) for (u, d), body in rows.items()])
             return {u for u, _ in rows}
 
-        return await self.db.run_interaction("add_to_device_messages", _txn)
+        targets = list(messages)
+        for user_id in targets:
+            self.invalidate_inboxes(user_id)
+        try:
+            return await self.db.run_interaction("add_to_device_messages", _txn)
+        finally:
+            for user_id in targets:
+                self.invalidate_inboxes(user_id)
 
     async def take_messages(self, user_id: str, device_id: str, acknowledged: int, upto: int,
                             limit: int) -> tuple[list[dict[str, Any]], int]:
@@ -93,7 +109,11 @@ class ToDeviceStore:
         delivered up to: ``upto`` if nothing is left over, else the position of the last message returned (a
         device has at most one message per position, so the next call resumes exactly after it)."""
 
-        def _txn(txn: Txn) -> tuple[list[dict[str, Any]], int]:
+        if device_id in self._empty.get(user_id, ()):
+            return [], upto
+        writes = self._writes
+
+        def _txn(txn: Txn) -> tuple[list[dict[str, Any]], int, bool]:
             if acknowledged > 0:
                 txn.execute("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id <= ?",
                             (user_id, device_id, acknowledged))
@@ -102,14 +122,24 @@ class ToDeviceStore:
                 " AND stream_id > ? AND stream_id <= ? ORDER BY stream_id LIMIT ?",
                 (user_id, device_id, acknowledged, upto, limit + 1))
             rows = txn.fetchall()
+            empty = False
+            if not rows:
+                txn.execute("SELECT 1 FROM device_inbox WHERE user_id = ? AND device_id = ? LIMIT 1",
+                            (user_id, device_id))
+                empty = txn.fetchone() is None
             if len(rows) > limit:
                 rows = rows[:limit]
                 upto_delivered = int(rows[-1][0])
             else:
                 upto_delivered = upto
-            return [json.loads(r[1]) for r in rows], upto_delivered
+            return [json.loads(r[1]) for r in rows], upto_delivered, empty
 
-        return await self.db.run_interaction("take_to_device_messages", _txn)
+        messages, upto_delivered, empty = await self.db.run_interaction("take_to_device_messages", _txn)
+        if empty and writes == self._writes:
+            if len(self._empty) >= 100_000:
+                self._empty.clear()
+            self._empty.setdefault(user_id, set()).add(device_id)
+        return messages, upto_delivered
 
     @staticmethod
     def prune_txns_txn(txn: Txn, before_ms: int) -> int:
