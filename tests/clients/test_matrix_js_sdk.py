@@ -97,6 +97,8 @@ def test_element_sdk_flow(homeserver: HomeserverProcess) -> None:
     assert p["alice_thread_length"] == 2
     assert p["receipt_thread_id_sent"] == p["alert_event_id"]
     assert p["thread_receipt_alice_sees"] == p["thread_answer_id"]
+    assert p["bob_thread_unread_before_receipt"] == 1  # alice's answer; bob's own reply never counts
+    assert p["bob_thread_unread_after_receipt"] == 0
 
     assert p["bob_member_name_alice_sees"] == "Bob (on call)"
 
@@ -105,6 +107,8 @@ def test_element_sdk_flow(homeserver: HomeserverProcess) -> None:
     assert p["download_auth"] == {"status": 200, "body": "stack trace line 1\nline 2\n", "content_type": "text/plain"}
     assert p["download_legacy"]["status"] == 404
     assert json.loads(p["download_legacy"]["body"])["errcode"] == "M_NOT_FOUND"
+
+    assert p["redacted"] == {"content": {}, "reason": "posted by mistake", "in_timeline": True}
 
     assert p["bob_membership_after_leave"] == "leave"
     assert p["alice_sees_bob_membership"] == "leave"

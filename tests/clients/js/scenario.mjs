@@ -266,7 +266,17 @@ async function plainScenario(alice, bob) {
     // Threaded read receipt: the SDK adds thread_id for an event that lives in a thread.
     const bobAnswer = bobThread.findEventById(answer.event_id);
     r.receipt_thread_id_sent = threadIdForReceipt(bobAnswer);
+    // Per-thread unread counts (unread_thread_notifications in the SDK's filter): alice's answer counts in
+    // the thread until bob's threaded receipt.
+    await waitFor("bob's thread unread count rises", () =>
+        bobRoom.getThreadUnreadNotificationCount(alert.event_id, NotificationCountType.Total) > 0);
+    r.bob_thread_unread_before_receipt = bobRoom.getThreadUnreadNotificationCount(alert.event_id,
+        NotificationCountType.Total);
     await bob.sendReadReceipt(bobAnswer, ReceiptType.Read);
+    await waitFor("bob's thread unread count back to 0", () =>
+        bobRoom.getThreadUnreadNotificationCount(alert.event_id, NotificationCountType.Total) === 0);
+    r.bob_thread_unread_after_receipt = bobRoom.getThreadUnreadNotificationCount(alert.event_id,
+        NotificationCountType.Total);
     await waitFor("alice sees bob's threaded receipt", () =>
         aliceRoom.getThread(alert.event_id)?.getEventReadUpTo(bob.getUserId()) === answer.event_id);
     r.thread_receipt_alice_sees = aliceRoom.getThread(alert.event_id).getEventReadUpTo(bob.getUserId());
@@ -288,6 +298,17 @@ async function plainScenario(alice, bob) {
     const legacyUrl = bob.mxcUrlToHttp(upload.content_uri);
     const legacyResp = await fetch(legacyUrl);
     r.download_legacy = { status: legacyResp.status, body: await legacyResp.text() };
+
+    // Redaction: the other SDK strips the content and marks the event redacted with the reason.
+    const wrong = await alice.sendTextMessage(roomId, "wrong room, ignore");
+    const bobWrong = await waitFor("bob has the message to redact", () => bobRoom.findEventById(wrong.event_id));
+    await alice.redactEvent(roomId, wrong.event_id, undefined, { reason: "posted by mistake" });
+    await waitFor("bob sees it redacted", () => bobWrong.isRedacted());
+    r.redacted = {
+        content: bobWrong.getContent(),
+        reason: bobWrong.getUnsigned().redacted_because?.content?.reason,
+        in_timeline: bobRoom.getLiveTimeline().getEvents().some((e) => e.getId() === wrong.event_id),
+    };
 
     // Leave: bob's SDK moves the room to "leave", alice's sees the membership change.
     await bob.leave(roomId);
