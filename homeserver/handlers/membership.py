@@ -53,7 +53,7 @@ class RoomMemberHandler:
                     content["join_authorised_via_users_server"] = authoriser
             return await self.send_membership(requester, room_id, target, "join", content)
         if action == "invite":
-            if not await self._user_exists(target):
+            if not await self.user_exists(target):
                 raise NotFoundError(f"Unknown user {target}")
             current = await self.room_store.get_membership(room_id, target)
             if current == "join":
@@ -133,7 +133,8 @@ class RoomMemberHandler:
             raise NotFoundError("You have never been in this room")
         await self.room_store.forget_room(requester.user_id, room_id)
 
-    async def _user_exists(self, user_id: str) -> bool:
+    async def user_exists(self, user_id: str) -> bool:
+        """True for a local user, or one an appservice says exists (asked on demand)."""
         if await self.profile_store.get_profile(user_id) is not None:
             return True
         appservices = getattr(self.hs, "appservices", None)

@@ -11,8 +11,17 @@ import string
 from typing import Any
 
 from homeserver.events import KNOWN_ROOM_VERSIONS
+from homeserver.events.canonical import validate_canonical_json
+from homeserver.handlers.event_validation import check_content_fits, validate_state_content
 from homeserver.http.auth import Requester
-from homeserver.http.errors import BadJsonError, Codes, ForbiddenError, InvalidParamError, MatrixError
+from homeserver.http.errors import (
+    BadJsonError,
+    Codes,
+    ForbiddenError,
+    InvalidParamError,
+    MatrixError,
+    NotFoundError,
+)
 
 PRESETS = {
     "private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join",
@@ -104,7 +113,22 @@ class RoomCreationHandler:
             if ev["type"] in ("m.room.create", "m.room.member", "m.room.power_levels"):
                 raise MatrixError(400, f"initial_state[{i}]: {ev['type']} cannot be set there",
                                   Codes.INVALID_ROOM_STATE)
+            try:
+                validate_state_content(ev["type"], ev["content"])
+                validate_canonical_json(ev["content"], f"initial_state[{i}].content")
+            except BadJsonError as e:
+                raise MatrixError(400, f"initial_state[{i}]: {e.msg}", Codes.INVALID_ROOM_STATE) from e
+            check_content_fits(ev["content"], f"initial_state[{i}]")
             initial_state.append((ev["type"], ev.get("state_key", ""), ev["content"]))
+        for key in ("name", "topic"):
+            if key in body:
+                check_content_fits({key: body[key]}, f"'{key}'")
+        if "creation_content" in body:
+            validate_canonical_json(body["creation_content"], "creation_content")
+            check_content_fits(body["creation_content"], "'creation_content'")
+        for user in invite:
+            if not await self.hs.room_member_handler.user_exists(user):
+                raise NotFoundError(f"Unknown user {user}")
 
         alias = None
         if "room_alias_name" in body:
@@ -114,12 +138,16 @@ class RoomCreationHandler:
             alias = f"#{localpart}:{self.hs.hostname}"
             if len(alias.encode()) > 255:
                 raise MatrixError(400, "Room alias too long", Codes.INVALID_PARAM)
-            if await self.room_store.get_alias(alias) is not None:
-                raise MatrixError(400, "Room alias already taken", Codes.ROOM_IN_USE)
             appservices = getattr(self.hs, "appservices", None)
             if appservices is not None and appservices.is_exclusive_alias(alias, requester):
                 raise MatrixError(400, "This alias is reserved by an application service", Codes.EXCLUSIVE)
 
+        for etype, _skey, content in initial_state:
+            if etype == "m.room.canonical_alias":
+                named = [content.get("alias")] + list(content.get("alt_aliases") or [])
+                if any(a is not None and a != alias for a in named):
+                    raise MatrixError(400, "initial_state: m.room.canonical_alias may only name the alias this "
+                                      "request creates", Codes.INVALID_ROOM_STATE)
         power_levels = default_power_levels(creator, preset)
         if preset["invitees_get_creator_power"]:
             for user in invite:
@@ -135,6 +163,26 @@ class RoomCreationHandler:
         _check_initial_power_levels(creator, power_levels, planned, bool(invite))
 
         room_id = self._new_room_id()
+        # The alias is reserved before anything is created, so of concurrent requests for it only one creates
+        # a room; it is released again if creation fails.
+        if alias is not None and not await self.room_store.create_alias(alias, room_id, creator):
+            raise MatrixError(400, "Room alias already taken", Codes.ROOM_IN_USE)
+        try:
+            await self._create_room_events(requester, body, room_id, room_version, creator, preset, invite,
+                                           initial_state, alias, power_levels)
+        except BaseException:
+            if alias is not None:
+                await self.room_store.delete_alias(alias)
+            raise
+        if visibility == "public":
+            await self.room_store.set_room_is_public(room_id, True)
+        return room_id, alias
+
+    async def _create_room_events(self, requester: Requester, body: dict[str, Any], room_id: str,
+                                  room_version: Any, creator: str, preset: dict[str, Any], invite: list[str],
+                                  initial_state: list[tuple[str, str, dict[str, Any]]], alias: str | None,
+                                  power_levels: dict[str, Any]) -> None:
+        version_id = room_version.identifier
         create_content = dict(body.get("creation_content", {}))
         create_content["room_version"] = version_id
         if room_version.implicit_room_creator:
@@ -147,15 +195,8 @@ class RoomCreationHandler:
         await self.hs.room_member_handler.send_membership(requester, room_id, creator, "join")
 
         await send(room_id, creator, "m.room.power_levels", power_levels, state_key="")
-        if alias is not None:
-            if not await self.room_store.create_alias(alias, room_id, creator):
-                raise MatrixError(400, "Room alias already taken", Codes.ROOM_IN_USE)
-            try:
-                await send(room_id, creator, "m.room.canonical_alias", {"alias": alias}, state_key="")
-            except BaseException:
-                # The room is unusable without its initial state; do not leave the alias pointing at it.
-                await self.room_store.delete_alias(alias)
-                raise
+        if alias is not None and ("m.room.canonical_alias", "") not in {(t, k) for t, k, _ in initial_state}:
+            await send(room_id, creator, "m.room.canonical_alias", {"alias": alias}, state_key="")
         given = {(t, k) for t, k, _ in initial_state}
         if ("m.room.join_rules", "") not in given:
             await send(room_id, creator, "m.room.join_rules", {"join_rule": preset["join_rule"]}, state_key="")
@@ -175,9 +216,6 @@ class RoomCreationHandler:
             extra = {"is_direct": True} if body.get("is_direct") else None
             await self.hs.room_member_handler.update_membership(requester, user, room_id, "invite",
                                                                 extra_content=extra)
-        if visibility == "public":
-            await self.room_store.set_room_is_public(room_id, True)
-        return room_id, alias
 
 
 def _check_initial_power_levels(creator: str, power_levels: dict[str, Any], planned: list[tuple[str, str]],
@@ -190,7 +228,8 @@ def _check_initial_power_levels(creator: str, power_levels: dict[str, Any], plan
     try:
         _check_power_levels_content(power_levels)
     except AuthError as e:
-        raise InvalidParamError(f"Not a valid power_level_content_override: {e.msg}") from e
+        raise MatrixError(400, f"Not a valid power_level_content_override: {e.msg}",
+                          Codes.INVALID_ROOM_STATE) from e
     users = power_levels.get("users") if isinstance(power_levels.get("users"), dict) else {}
     level = users.get(creator, power_levels.get("users_default", 0))
     needed = [(etype, get_send_level(etype, True, power_levels)) for etype, _ in planned]
@@ -198,9 +237,9 @@ def _check_initial_power_levels(creator: str, power_levels: dict[str, Any], plan
         needed.append(("invite", power_levels.get("invite", 0)))
     for what, required in needed:
         if isinstance(required, int) and level < required:
-            raise InvalidParamError(
-                f"Not a valid power_level_content_override: the creator's level {level} is below the {required} "
-                f"needed for {what}")
+            raise MatrixError(
+                400, f"Not a valid power_level_content_override: the creator's level {level} is below the "
+                f"{required} needed for {what}", Codes.INVALID_ROOM_STATE)
 
 
 def _is_user_id(value: str) -> bool:

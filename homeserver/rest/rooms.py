@@ -26,6 +26,7 @@ from homeserver.http.server import (
     parse_json_object,
     parse_string,
 )
+from homeserver.handlers.event_validation import validate_event_id, validate_state_content
 from homeserver.streams import StreamToken
 
 MEMBERSHIPS = ("invite", "join", "leave", "ban", "knock")
@@ -100,6 +101,7 @@ def register_servlets(hs: Any, router: Any) -> None:
             redacts = content.get("redacts")
             if not isinstance(redacts, str):
                 raise BadJsonError("m.room.redaction needs 'redacts'")
+            validate_event_id(redacts)
             event = await events.create_and_send_event(requester, room_id, event_type, content, txn_id=txn_id,
                                                        redacts=redacts)
         else:
@@ -109,6 +111,7 @@ def register_servlets(hs: Any, router: Any) -> None:
     async def redact(request: Any, room_id: str, event_id: str, txn_id: str) -> tuple[int, Any]:
         requester = await auth.get_user_by_req(request)
         _check_room_id(room_id)
+        validate_event_id(event_id)
         body = parse_json_object(request, allow_empty_body=True)
         content: dict[str, Any] = {}
         if "reason" in body:
@@ -159,6 +162,7 @@ def register_servlets(hs: Any, router: Any) -> None:
             event = await members.send_membership(requester, room_id, state_key, membership,
                                                   {k: v for k, v in content.items() if k != "membership"})
             return 200, {"event_id": event.event_id}
+        validate_state_content(event_type, content)
         if event_type == "m.room.canonical_alias":
             await _check_canonical_alias(room_id, content)
         current = await rooms.get_current_state_event(room_id, event_type, state_key)

@@ -402,12 +402,10 @@ class RoomStore:
         """Returns False if the alias exists already."""
 
         def _txn(txn: Txn) -> bool:
-            txn.execute("SELECT 1 FROM room_aliases WHERE room_alias = ?", (alias,))
-            if txn.fetchone():
-                return False
-            txn.execute("INSERT INTO room_aliases (room_alias, room_id, creator) VALUES (?, ?, ?)",
-                        (alias, room_id, creator))
-            return True
+            # Atomic on both engines: of concurrent creators exactly one inserts the row.
+            txn.execute("INSERT INTO room_aliases (room_alias, room_id, creator) VALUES (?, ?, ?) "
+                        "ON CONFLICT (room_alias) DO NOTHING", (alias, room_id, creator))
+            return txn.rowcount == 1
 
         return await self.db.run_interaction("create_alias", _txn)
 

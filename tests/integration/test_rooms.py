@@ -196,13 +196,52 @@ def test_create_room_refuses_power_levels_that_lock_out_the_creator(api: Api) ->
             "power_level_content_override": {"users": {other.user_id: 50}}}
     before = owner.ok("GET", "joined_rooms")["joined_rooms"]
     r = owner.req("POST", "createRoom", body)
-    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
+    assert (r.status, r.errcode()) == (400, "M_INVALID_ROOM_STATE")
     assert owner.ok("GET", "joined_rooms")["joined_rooms"] == before
     alias = f"#{alias_name}:{owner.user_id.split(':', 1)[1]}"
     r = owner.req("GET", f"directory/room/{q(alias)}")
     assert (r.status, r.errcode()) == (404, "M_NOT_FOUND")
     r = owner.req("POST", "createRoom", dict(body, power_level_content_override={"users_default": "50"}))
-    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
+    assert (r.status, r.errcode()) == (400, "M_INVALID_ROOM_STATE")
     body["power_level_content_override"] = {"users": {owner.user_id: 100, other.user_id: 50}}
     room = owner.ok("POST", "createRoom", body)["room_id"]
     assert owner.ok("GET", f"directory/room/{q(alias)}")["room_id"] == room
+
+
+def test_refused_create_room_creates_nothing(api: Api) -> None:
+    owner = register(api)
+    server = owner.user_id.split(":", 1)[1]
+    before = owner.ok("GET", "joined_rooms")["joined_rooms"]
+    refusals = [
+        ({"invite": [f"@ghost_{owner.user_id[2:8]}:{server}"]}, 404, "M_NOT_FOUND"),
+        ({"name": "x" * 70000}, 413, "M_TOO_LARGE"),
+        ({"power_level_content_override": {"users": {owner.user_id: "high"}}}, 400, "M_INVALID_ROOM_STATE"),
+        ({"initial_state": [{"type": "m.room.join_rules", "content": {"join_rule": 5}}]}, 400,
+         "M_INVALID_ROOM_STATE"),
+        ({"initial_state": [{"type": "m.room.canonical_alias", "content": {"alias": f"#nope:{server}"}}]}, 400,
+         "M_INVALID_ROOM_STATE"),
+    ]
+    for body, status, errcode in refusals:
+        r = owner.req("POST", "createRoom", body)
+        assert (r.status, r.errcode()) == (status, errcode), body
+    assert owner.ok("GET", "joined_rooms")["joined_rooms"] == before
+
+
+def test_concurrent_create_room_with_one_alias_creates_one_room(api: Api) -> None:
+    import threading
+
+    owner = register(api)
+    alias_name = "race" + owner.user_id[2:10]
+    results: list[int] = []
+    before = len(owner.ok("GET", "joined_rooms")["joined_rooms"])
+
+    def create() -> None:
+        results.append(owner.req("POST", "createRoom", {"room_alias_name": alias_name}).status)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200] + [400] * 5
+    assert len(owner.ok("GET", "joined_rooms")["joined_rooms"]) == before + 1

@@ -81,3 +81,23 @@ def test_bad_state_bodies_change_nothing(api: Api) -> None:
         r = alice.req("PUT", f"rooms/{q(room)}/state/m.room.name/", raw_body=raw)
         assert r.status == 400, raw
     assert get_state(alice, room, "m.room.name").json == {"name": "keep"}
+
+
+def test_malformed_state_content_is_bad_json_not_forbidden(api: Api) -> None:
+    from tests.support.client import q
+
+    owner = register(api)
+    room = owner.create_room()
+    for etype, content in [
+        ("m.room.power_levels", {"users": {owner.user_id: "100"}}),
+        ("m.room.power_levels", {"users": {"garbage": 100}}),
+        ("m.room.join_rules", {"join_rule": 5}),
+        ("m.room.history_visibility", {"history_visibility": "sometimes"}),
+        ("m.room.name", {"name": ["list"]}),
+        ("m.room.create", {}),
+    ]:
+        r = owner.req("PUT", f"rooms/{q(room)}/state/{etype}", content)
+        assert (r.status, r.errcode()) == (400, "M_BAD_JSON"), (etype, content, r.json)
+    assert owner.ok("GET", f"rooms/{q(room)}/state/m.room.join_rules") == {"join_rule": "invite"}
+    r = owner.req("PUT", f"rooms/{q(room)}/redact/garbage/t1", {})
+    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
