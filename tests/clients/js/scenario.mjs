@@ -112,7 +112,7 @@ async function withPasswordUia(client, makeRequest) {
 }
 
 /** startClient as Element does (lazy-loaded members, threads) and wait for the PREPARED sync state. */
-async function start(client) {
+async function start(client, initialSyncLimit = 20) {
     const prepared = new Promise((resolve, reject) => {
         const onSync = (state, _prev, data) => {
             if (state === SyncState.Prepared) {
@@ -129,7 +129,7 @@ async function start(client) {
     await client.startClient({
         lazyLoadMembers: true,
         threadSupport: true,
-        initialSyncLimit: 20,
+        initialSyncLimit,
         pendingEventOrdering: PendingEventOrdering.Detached,
     });
     await Promise.race([
@@ -325,7 +325,8 @@ async function plainScenario(alice, bob) {
  */
 async function freshDeviceScenario(alice, bob, carol) {
     const r = {};
-    const { room_id: roomId } = await alice.createRoom({ preset: "private_chat", invite: [bob.getUserId(), carol.getUserId()] });
+    const invite = [bob.getUserId(), carol.getUserId()];
+    const { room_id: roomId } = await alice.createRoom({ preset: "private_chat", invite });
     await carol.setDisplayName("Carol (SRE)");
     await bob.joinRoom(roomId);
     await carol.joinRoom(roomId);
@@ -336,12 +337,14 @@ async function freshDeviceScenario(alice, bob, carol) {
     const login = await createClient({ baseUrl }).loginRequest({
         type: "m.login.password", identifier: { type: "m.id.user", user: localpart }, password,
     });
-    const bob2 = createClient({ baseUrl, userId: login.user_id, accessToken: login.access_token, deviceId: login.device_id });
+    const bob2 = createClient({
+        baseUrl,
+        userId: login.user_id,
+        accessToken: login.access_token,
+        deviceId: login.device_id,
+    });
     clients.push(bob2);
-    const prepared = new Promise((resolve) => bob2.on(ClientEvent.Sync, (st) => st === SyncState.Prepared && resolve()));
-    await bob2.startClient({ lazyLoadMembers: true, threadSupport: true, initialSyncLimit: 5,
-        pendingEventOrdering: PendingEventOrdering.Detached });
-    await Promise.race([prepared, new Promise((_, rej) => setTimeout(() => rej(new Error("bob2 not PREPARED")), 20000))]);
+    await start(bob2, 5);
     const room = bob2.getRoom(roomId);
     r.room_name = room.name;
     r.joined_member_count = room.getJoinedMemberCount();
@@ -367,7 +370,9 @@ async function encryptedScenario(alice, bob) {
         name: "js-sdk encrypted",
         preset: "private_chat",
         invite: [bob.getUserId()],
-        initial_state: [{ type: EventType.RoomEncryption, state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
+        initial_state: [
+            { type: EventType.RoomEncryption, state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
+        ],
     });
     r.room_id = roomId;
     await waitFor("bob sees the encrypted invite", () => bob.getRoom(roomId)?.getMyMembership() === "invite");
@@ -419,7 +424,10 @@ async function encryptedScenario(alice, bob) {
     await waitFor("bob sees alice's device signed by her", async () =>
         (await bob.getCrypto().getDeviceVerificationStatus(alice.getUserId(), aliceDevice))?.signedByOwner, 20000);
     const status = await bob.getCrypto().getDeviceVerificationStatus(alice.getUserId(), aliceDevice);
-    r.bob_sees_alice_device = { signedByOwner: status.signedByOwner, crossSigningVerified: status.crossSigningVerified };
+    r.bob_sees_alice_device = {
+        signedByOwner: status.signedByOwner,
+        crossSigningVerified: status.crossSigningVerified,
+    };
     const third = await alice.sendTextMessage(roomId, "encrypted: after cross-signing");
     const tev = await waitFor("bob has the third encrypted event", () => bobRoom.findEventById(third.event_id), 20000);
     await waitFor("bob decrypted the third", async () => {
