@@ -30,6 +30,9 @@ class Requester:
 def get_access_token(request: Any) -> str | None:
     """The token from ``Authorization: Bearer ...`` or, for old clients, the ``access_token`` query parameter."""
     header = request.getHeader(b"Authorization")
+    if header and (request.args or {}).get(b"access_token"):
+        # Synapse refuses this too: two credentials, and no telling which one the client meant.
+        raise MissingTokenError("Mixing Authorization headers and access_token query parameters.")
     if header:
         if isinstance(header, bytes):
             header = header.decode("latin-1")

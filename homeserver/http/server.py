@@ -192,7 +192,7 @@ class JsonRouter(resource.Resource):
             handler = route.methods.get(method)
             if handler is None:
                 raise UnrecognizedRequestError("Unrecognized request", code=405)
-            kwargs = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items() if v is not None}
+            kwargs = {k: _unquote_path_param(v) for k, v in match.groupdict().items() if v is not None}
             if any("\x00" in v for v in kwargs.values()):
                 # No identifier, event type, state key or txnId may hold NUL (PostgreSQL text cannot store it).
                 raise InvalidParamError("NUL characters are not allowed in the path")
@@ -321,6 +321,20 @@ def parse_string(request: MatrixRequest, name: str, default: str | None = None, 
     return value
 
 
+_INTEGER_RE = re.compile(r"^-?[0-9]+$")
+
+
+def _unquote_path_param(value: str) -> str:
+    """Percent-decode one path segment as strict UTF-8 (400 ``M_INVALID_PARAM`` otherwise): invalid bytes must not
+    turn into U+FFFD inside event types, state keys or transaction IDs."""
+    from homeserver.http.errors import InvalidParamError
+
+    try:
+        return urllib.parse.unquote(value, errors="strict")
+    except UnicodeDecodeError as e:
+        raise InvalidParamError("Path parameters must be valid UTF-8") from e
+
+
 def parse_integer(request: MatrixRequest, name: str, default: int | None = None, required: bool = False,
                   minimum: int | None = None, maximum: int | None = None) -> int | None:
     """A query-string parameter as int, range-checked. Raises MissingParamError / InvalidParamError."""
@@ -329,10 +343,9 @@ def parse_integer(request: MatrixRequest, name: str, default: int | None = None,
     value = parse_string(request, name, None, required)
     if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError as e:
-        raise InvalidParamError(f"Query parameter {name} must be an integer") from e
+    if not _INTEGER_RE.match(value) or len(value) > 400:
+        raise InvalidParamError(f"Query parameter {name} must be an integer")
+    number = int(value)
     if minimum is not None and number < minimum:
         raise InvalidParamError(f"Query parameter {name} must be at least {minimum}")
     if maximum is not None and number > maximum:

@@ -205,3 +205,24 @@ def test_nul_in_identifiers_is_400_not_500(api: Api) -> None:
         r = alice.req("POST", "createRoom", body)
         assert r.status == 400, (body, r.status, r.json)
     assert _history_ids(alice, room) == before
+
+
+def test_invalid_utf8_in_path_and_loose_integers_are_refused(api: Api) -> None:
+    (alice,) = users(api, 1)
+    room = alice.create_room()
+    before = _history_ids(alice, room)
+    for path in (f"rooms/{q(room)}/send/%ED%A0%80/t1", f"rooms/{q(room)}/send/m.room.message/%C3%28",
+                 f"rooms/{q(room)}/state/m.room.name/%FF"):
+        r = alice.req("PUT", path, {"msgtype": "m.text", "body": "x", "name": "x"})
+        assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM"), path
+    assert _history_ids(alice, room) == before
+    for value in ("+1", " 1", "1_0", "\u0663", "1.0", ""):
+        r = alice.req("GET", f"rooms/{q(room)}/messages", params={"limit": value})
+        assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM"), value
+
+
+def test_token_in_header_and_query_is_refused(api: Api) -> None:
+    (alice,) = users(api, 1)
+    r = api.request("GET", CS + "/account/whoami", token=alice.access_token,
+                    params={"access_token": alice.access_token})
+    assert (r.status, r.errcode()) == (401, "M_MISSING_TOKEN")
