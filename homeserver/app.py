@@ -158,6 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     _setup_logging(config.log_level)
     from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
 
     hs = HomeServer(config, reactor)
     try:
@@ -165,6 +166,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         hs.start_listening()
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
+        _abort_start(hs)
+        return 2
+    except CannotListenError as e:
+        reason = getattr(e.socketError, "strerror", None) or e.socketError
+        print(f"cannot listen on {e.interface}:{e.port}: {reason} (change listeners[].port in {args.config})",
+              file=sys.stderr)
         _abort_start(hs)
         return 2
     except Exception:  # noqa: BLE001 - e.g. database unreachable: say why and exit instead of hanging

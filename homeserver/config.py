@@ -110,11 +110,13 @@ _KNOWN_KEYS: set[str] = {
     "server_name", "public_baseurl", "listeners", "database", "signing_key_path", "enable_registration",
     "enable_registration_without_verification", "registration_shared_secret", "rc_message", "rc_login",
     "rc_registration", "rc_joins", "max_upload_size", "max_request_body_size", "media_store_path",
-    "app_service_config_files", "default_room_version", "log_level", "access_log", "pid_file", "report_stats",
-    "user_directory", "room_list_publication_rules", "presence", "form_secret", "macaroon_secret_key",
-    "suppress_key_server_warning", "trusted_key_servers", "data_dir", "experimental", "bcrypt_rounds",
-    "profile_fields",
+    "app_service_config_files", "default_room_version", "log_level", "access_log", "pid_file",
+    "user_directory", "presence", "bcrypt_rounds", "profile_fields",
 }
+# Synapse keys that a copied Synapse config may carry and that change nothing here; anything else unknown is an
+# error, so that no setting is silently ignored.
+_IGNORED_SYNAPSE_KEYS: set[str] = {"report_stats", "suppress_key_server_warning", "trusted_key_servers"}
+MIN_SHARED_SECRET_LENGTH = 16
 
 
 @dataclass
@@ -144,7 +146,6 @@ class HomeserverConfig:
     pid_file: str | None = None
     user_directory_search_all_users: bool = False
     presence_enabled: bool = True
-    form_secret: str | None = None
     bcrypt_rounds: int = 12
     # Extended profile fields (issue 9): {"max_value_bytes"?: int, "visibility"?: {key: "public" | "local_users"
     # | "shared_rooms" | "self"}, "admin_only"?: [key]}; defaults live in homeserver/handlers/profile.py.
@@ -280,7 +281,7 @@ def parse_config(raw: Any, config_dir: str) -> HomeserverConfig:
     ``config_dir``. Raises ConfigError naming the first bad key."""
     if not isinstance(raw, dict):
         raise ConfigError("the configuration file must be a YAML mapping")
-    unknown = set(raw) - _KNOWN_KEYS
+    unknown = set(raw) - _KNOWN_KEYS - _IGNORED_SYNAPSE_KEYS
     if unknown:
         raise ConfigError(f"unknown configuration key(s): {', '.join(sorted(unknown))}")
     server_name = raw.get("server_name")
@@ -308,11 +309,16 @@ def parse_config(raw: Any, config_dir: str) -> HomeserverConfig:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"log_level: must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
     secret = _opt_str(raw, "registration_shared_secret")
+    if secret is not None and (len(secret) < MIN_SHARED_SECRET_LENGTH or secret.strip().lower() == "change me"):
+        raise ConfigError(
+            f"registration_shared_secret: must be a random string of at least {MIN_SHARED_SECRET_LENGTH} characters "
+            "(anyone who knows it can create admin accounts); remove the key to disable shared-secret registration")
     cfg = HomeserverConfig(
         server_name=server_name,
         config_dir=config_dir,
         listeners=_parse_listeners(raw.get("listeners")),
-        database=_parse_database(raw.get("database"), config_dir),
+        database=_parse_database(raw.get("database", {"name": "sqlite3", "args": {"database": "homeserver.db"}}),
+                                 config_dir),
         signing_key_path=_resolve(signing_key_path, config_dir),
         public_baseurl=_opt_str(raw, "public_baseurl"),
         enable_registration=_bool(raw, "enable_registration", False),
@@ -335,7 +341,6 @@ def parse_config(raw: Any, config_dir: str) -> HomeserverConfig:
         user_directory_search_all_users=bool(_expect(user_dir.get("search_all_users", False), bool,
                                                      "user_directory.search_all_users")),
         presence_enabled=bool(_expect(presence.get("enabled", True), bool, "presence.enabled")),
-        form_secret=_opt_str(raw, "form_secret"),
         bcrypt_rounds=_bcrypt_rounds(raw.get("bcrypt_rounds", 12)),
         profile_fields=_parse_profile_fields(raw.get("profile_fields") or {}),
         raw=raw,

@@ -63,6 +63,10 @@ def test_generated_postgres_config(tmp_path) -> None:
         ({"default_room_version": "1"}, "default_room_version"),
         ({"app_service_config_files": "x.yaml"}, "app_service_config_files"),
         ({"log_level": "LOUD"}, "log_level"),
+        ({"registration_shared_secret": "change me"}, "registration_shared_secret"),
+        ({"registration_shared_secret": "short"}, "registration_shared_secret"),
+        ({"room_list_publication_rules": [{"action": "deny"}]}, "room_list_publication_rules"),
+        ({"bcrypt_rounds": 2}, "bcrypt_rounds"),
     ],
 )
 def test_bad_values_name_their_key(change: dict, key: str) -> None:
@@ -88,3 +92,12 @@ def test_unreadable_and_invalid_yaml(tmp_path) -> None:
     bad.write_text("server_name: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(bad))
+
+
+def test_database_defaults_to_sqlite_beside_the_config() -> None:
+    raw = base()
+    del raw["database"]
+    raw["report_stats"] = False  # a Synapse key that changes nothing here is accepted
+    cfg = parse_config(raw, "/srv/tocsin")
+    assert cfg.database.name == "sqlite3"
+    assert cfg.database.args["database"] == "/srv/tocsin/homeserver.db"
