@@ -6,6 +6,7 @@ from typing import Any
 
 from homeserver.handlers.filtering import load_filter
 from homeserver.handlers.sync import SyncConfig
+from homeserver.http.errors import InvalidParamError
 from homeserver.http.server import CLIENT_PREFIX, parse_boolean, parse_integer, parse_string
 from homeserver.streams import StreamToken
 
@@ -21,7 +22,11 @@ def register_servlets(hs: Any, router: Any) -> None:
         full_state = parse_boolean(request, "full_state", default=False)
         set_presence = parse_string(request, "set_presence", default="online",
                                     allowed=("online", "offline", "unavailable"))
-        flt = await load_filter(hs, requester.user_id, parse_string(request, "filter"))
+        raw_filter = parse_string(request, "filter")
+        if raw_filter and not raw_filter.lstrip().startswith("{") and not raw_filter.isdigit():
+            # Filter IDs are what POST /filter hands out (digits); anything else is neither an ID nor an object.
+            raise InvalidParamError("filter must be a filter ID or a JSON object")
+        flt = await load_filter(hs, requester.user_id, raw_filter)
         presence = getattr(hs, "presence_handler", None)
         if presence is not None:
             await presence.on_sync(requester.user_id, set_presence)

@@ -226,3 +226,16 @@ def test_token_in_header_and_query_is_refused(api: Api) -> None:
     r = api.request("GET", CS + "/account/whoami", token=alice.access_token,
                     params={"access_token": alice.access_token})
     assert (r.status, r.errcode()) == (401, "M_MISSING_TOKEN")
+
+
+def test_non_user_id_profile_and_non_id_filter_are_400(api: Api) -> None:
+    (alice,) = users(api, 1)
+    r = alice.req("GET", "profile/alice")
+    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
+    r = alice.req("GET", "profile/alice/displayname")
+    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
+    for value in ("[]", "abc", "1.5"):
+        r = alice.req("GET", "sync", params={"filter": value})
+        assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM"), value
+    r = alice.req("GET", "sync", params={"filter": "9999"})
+    assert (r.status, r.errcode()) == (404, "M_NOT_FOUND")
