@@ -36,6 +36,11 @@ def _check_string_list(value: Any, path: str) -> None:
         raise BadJsonError(f"{path} must be a list of strings")
 
 
+def validate_room_event_filter(value: Any, path: str = "filter") -> None:
+    """Check a ``RoomEventFilter`` (``/messages``, ``/context``, search); BadJsonError names ``path``."""
+    _check_event_filter(value, path, room_event=True)
+
+
 def _check_event_filter(value: Any, path: str, room_event: bool) -> None:
     if not isinstance(value, dict):
         raise BadJsonError(f"{path} must be an object")

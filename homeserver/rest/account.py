@@ -58,7 +58,14 @@ def register_servlets(hs: Any, router: Any) -> None:
         await deactivate_account(hs, requester.user_id)
         return 200, {"id_server_unbind_result": "no-support"}
 
+    async def threepids(request: Any) -> tuple[int, JsonDict]:
+        # Spec "Adding Account Administrative Contact Information": this server binds no e-mail addresses or
+        # phone numbers to accounts (the org chart keeps them as profile fields), so the list is always empty.
+        await hs.auth.get_user_by_req(request)
+        return 200, {"threepids": []}
+
     router.register("GET", CLIENT_PREFIX + r"/account/whoami", whoami, "whoami")
+    router.register("GET", CLIENT_PREFIX + r"/account/3pid", threepids, "account_3pid")
     router.register("POST", CLIENT_PREFIX + r"/account/password", change_password, "account_password")
     router.register("POST", CLIENT_PREFIX + r"/account/deactivate", deactivate, "account_deactivate")
 

@@ -66,9 +66,9 @@ class RoomEventFilter:
     event_fields = None
 
     def __init__(self, definition: dict[str, Any]) -> None:
-        from homeserver.handlers.filtering import EventFilter, validate_filter
+        from homeserver.handlers.filtering import EventFilter, validate_room_event_filter
 
-        validate_filter({"room": {"timeline": definition}})
+        validate_room_event_filter(definition)
         self._filter = EventFilter(definition)
         self.lazy_load_members = bool(definition.get("lazy_load_members", False))
 

@@ -40,3 +40,16 @@ def test_knock_on_knockable_room(api: Api) -> None:
     owner.invite(room, guest.user_id)
     guest.join(room)
     assert owner.ok("GET", f"rooms/{q(room)}/state/m.room.member/{q(guest.user_id)}")["membership"] == "join"
+
+
+def test_account_threepids_are_empty(api: Api) -> None:
+    user = register(api)
+    assert user.ok("GET", "account/3pid") == {"threepids": []}
+
+
+def test_messages_filter_error_names_the_filter(api: Api) -> None:
+    user = register(api)
+    room = user.create_room()
+    r = user.req("GET", f"rooms/{q(room)}/messages", params={"filter": '{"limit": -3}'})
+    assert r.status == 400 and r.errcode() == "M_BAD_JSON"
+    assert "filter.limit" in r.json["error"] and "room.timeline" not in r.json["error"]
