@@ -70,6 +70,9 @@ class StreamToken:
         """True if any stream of this token is past ``other``'s."""
         return any(getattr(self, n) > getattr(other, n) for n in STREAM_NAMES)
 
+    def min(self, other: "StreamToken") -> "StreamToken":
+        return StreamToken(*(min(getattr(self, n), getattr(other, n)) for n in STREAM_NAMES))
+
     def max(self, other: "StreamToken") -> "StreamToken":
         return StreamToken(*(max(getattr(self, n), getattr(other, n)) for n in STREAM_NAMES))
 

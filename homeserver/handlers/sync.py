@@ -14,7 +14,7 @@ Area data comes from optional components when the homeserver has them: ``account
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from homeserver.events import Event
@@ -58,9 +58,10 @@ class SyncHandler:
         deadline = self.hs.clock.seconds() + max(0, timeout_ms) / 1000
         while True:
             now = self.hs.stream_positions.current_token()
-            if config.since is not None:
-                # A token from the future (e.g. an old server's) must not make us skip data: clamp it.
-                now = now.max(config.since) if config.since.is_after(now) else now
+            if config.since is not None and config.since.is_after(now):
+                # A position this server never reached (a database restored from backup, a forged token): start
+                # the client again from what exists rather than skip everything up to its imaginary position.
+                config = replace(config, since=config.since.min(now))
             result = await self.build(config, now)
             remaining_ms = int((deadline - self.hs.clock.seconds()) * 1000)
             if config.since is None or config.full_state or _has_data(result) or remaining_ms <= 0:

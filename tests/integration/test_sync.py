@@ -351,3 +351,14 @@ def test_sync_timeline_limit_zero_and_state_filter(api: Api) -> None:
     s = alice.sync(filter={"room": {"state": {"types": ["m.room.name"]}, "timeline": {"limit": 1}}})
     state = s["rooms"]["join"][room]["state"]["events"]
     assert {e["type"] for e in state} == {"m.room.name"}
+
+
+def test_since_token_ahead_of_the_server_does_not_hide_new_messages(api: Api) -> None:
+    alice = register(api)
+    room = alice.create_room()
+    future = "s999999999_0_0_0_0_0_0"
+    first = alice.sync(since=future)
+    alice.send(room, "after the rollback")
+    later = alice.sync(since=first["next_batch"], timeout=5000)
+    assert [e["content"]["body"] for e in timeline(later, room) if e["type"] == "m.room.message"] == \
+        ["after the rollback"]
