@@ -108,6 +108,10 @@ class BridgeResource(Resource):
         self.appservice = AppserviceResource(config.registration.hs_token, manager.on_transaction)
 
     def render(self, request: server.Request) -> bytes | int:
+        """Dispatch one request by path: ``/_matrix/app/...`` to the appservice receiver, ``GET /metrics`` (Prometheus
+        text), ``POST /api/v1/alerts/{source}[/{name}]`` to ingestion, ``GET /api/v1/incidents[/{id}]``; anything
+        else is a 404 JSON ``{"error": ...}`` (405 for a non-POST to an alerts path). Returns the body or NOT_DONE_YET.
+        """
         parts = [p.decode("utf-8", "replace") for p in request.postpath]
         method = request.method.decode()
         if parts[:1] == ["_matrix"]:

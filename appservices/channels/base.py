@@ -53,6 +53,7 @@ class PageMessage:
         return f"https://matrix.to/#/{self.room_id}"
 
     def headline(self) -> str:
+        """One line: ``[PRIORITY] summary``, prefixed with ``Reminder: `` for reminder pages."""
         prefix = "Reminder: " if self.purpose == "reminder" else ""
         return f"{prefix}[{self.priority.upper()}] {self.summary}"
 
@@ -93,8 +94,13 @@ class Channel(Protocol):
 
 
 class AttemptRecorder(Protocol):
+    """Where :class:`BaseChannel` records each delivery attempt (the escalation store's ``delivery_attempts``)."""
+
     def record_attempt(self, attempt_id: str, page_id: str | None, channel: str, recipient: str, attempt: int,
-                       ts_ms: int, provider_id: str | None, result: str, error: str | None) -> None: ...
+                       ts_ms: int, provider_id: str | None, result: str, error: str | None) -> None:
+        """Store one attempt: ``attempt`` is 1-based, ``ts_ms`` in milliseconds since the epoch, ``result`` is
+        ``delivered`` or ``failed`` (with ``error``), ``recipient`` the channel's address (phone, email...).
+        """
 
 
 class BaseChannel:
@@ -123,6 +129,11 @@ class BaseChannel:
 
     @defer.inlineCallbacks
     def send(self, recipient: Recipient, message: PageMessage) -> Any:
+        """Deliver ``message`` to ``recipient`` with retries; a Deferred of :class:`DeliveryResult`, never an errback.
+
+        Each attempt is recorded and counted in metrics. A permanent :class:`DeliveryError` stops retrying; otherwise
+        up to ``max_attempts`` tries, waiting ``backoff_s * 2**(n-1)`` seconds on ``clock`` after attempt ``n``.
+        """
         error = "not attempted"
         for n in range(1, self.max_attempts + 1):
             permanent = False
@@ -155,4 +166,5 @@ def _sleep(clock: IReactorTime, seconds: float) -> "defer.Deferred[None]":
 
 
 def failure_text(f: Failure) -> str:
+    """``"ExceptionType: message"`` of a Twisted Failure, for logs and delivery-attempt rows."""
     return f"{f.type.__name__ if f.type else 'Error'}: {f.getErrorMessage()}"

@@ -66,9 +66,15 @@ class EmailChannel(BaseChannel):
         self.timeout_s = timeout_s
 
     def address_of(self, recipient: Recipient) -> str:
+        """The recipient's email address (their user ID when they have none), recorded with each attempt."""
         return recipient.email or recipient.user_id
 
     def attempt(self, recipient: Recipient, message: PageMessage) -> "defer.Deferred[str]":
+        """Send one email over SMTP (STARTTLS and AUTH when configured; connect timeout ``timeout_s`` seconds).
+
+        Fires with the RFC 5322 ``Message-ID`` it generated; fails with a permanent :class:`DeliveryError` when the
+        recipient has no email address, or with the SMTP client's error.
+        """
         if not recipient.email:
             return defer.fail(DeliveryError(f"{recipient.user_id} has no email address", permanent=True))
         domain = self.sender.rpartition("@")[2] or "localhost"

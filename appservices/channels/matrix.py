@@ -53,6 +53,11 @@ class MatrixMentionChannel(BaseChannel):
 
     @defer.inlineCallbacks
     def attempt(self, recipient: Recipient, message: PageMessage) -> Any:
+        """Post the mention message into the recipient's room (a room ID recipient, their ``room_id``, else the
+        incident room) with a transaction ID fixed per page and recipient, so a retry sends the event once
+        (spec: client-server API "Transaction identifiers"). Fires with the event ID; raises a permanent
+        :class:`DeliveryError` when there is no room.
+        """
         room = recipient.user_id if recipient.user_id.startswith("!") else (recipient.room_id or message.room_id)
         if not room:
             raise DeliveryError(f"no room to mention {recipient.user_id} in", permanent=True)

@@ -35,13 +35,20 @@ class _TwilioChannel(BaseChannel):
         self.http = http_client or HTTPClient(Agent(clock, pool=HTTPConnectionPool(clock, persistent=False)))
 
     def address_of(self, recipient: Recipient) -> str:
+        """The recipient's phone number (their user ID when they have none), recorded with each attempt."""
         return recipient.phone or recipient.user_id
 
     def form(self, recipient: Recipient, message: PageMessage) -> dict[str, str]:
+        """The form fields of the Twilio request (``To``, ``From``, ``Body`` or ``Twiml``); subclasses implement it."""
         raise NotImplementedError
 
     @defer.inlineCallbacks
     def attempt(self, recipient: Recipient, message: PageMessage) -> Any:
+        """POST the form to the Twilio resource (timeout ``timeout_s`` seconds); fires with the message/call ``sid``.
+
+        Raises :class:`DeliveryError`: permanent when the recipient has no phone or Twilio answers another 4xx,
+        retryable on 5xx, 429 or a reply without ``sid``.
+        """
         if not recipient.phone:
             raise DeliveryError(f"{recipient.user_id} has no phone number", permanent=True)
         response = yield self.http.post(self.url, data=self.form(recipient, message), auth=self.auth,
@@ -66,6 +73,7 @@ class SmsChannel(_TwilioChannel):
     resource = "Messages.json"
 
     def form(self, recipient: Recipient, message: PageMessage) -> dict[str, str]:
+        """``To``/``From``/``Body``: the plain-text page, cut to Twilio's 1600-character limit."""
         return {"To": recipient.phone or "", "From": self.from_number, "Body": message.text()[:1600]}
 
 
@@ -76,6 +84,7 @@ class VoiceChannel(_TwilioChannel):
     resource = "Calls.json"
 
     def form(self, recipient: Recipient, message: PageMessage) -> dict[str, str]:
+        """``To``/``From``/``Twiml``: a TwiML ``<Say>`` of the headline and incident ID, spoken twice."""
         said = escape(f"{message.headline()}. Incident {message.incident_id}.")
         twiml = f"<Response><Say>{said}</Say><Pause length=\"1\"/><Say>{said}</Say></Response>"
         return {"To": recipient.phone or "", "From": self.from_number, "Twiml": twiml}

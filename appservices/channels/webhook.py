@@ -31,10 +31,16 @@ class WebhookChannel(BaseChannel):
         self.http = http_client or HTTPClient(Agent(clock, pool=HTTPConnectionPool(clock, persistent=False)))
 
     def address_of(self, recipient: Recipient) -> str:
+        """The URL this page is posted to: the recipient's, else the channel's (their user ID when neither is set)."""
         return recipient.url or self.url or recipient.user_id
 
     @defer.inlineCallbacks
     def attempt(self, recipient: Recipient, message: PageMessage) -> Any:
+        """POST the page as JSON (incident, summary, priority, 1-based ``tier``, purpose, room/event, link, recipient).
+
+        Fires with the ``id`` of a JSON reply object, else None. Raises :class:`DeliveryError` on a non-2xx answer
+        (permanent for 4xx other than 429) and a permanent one when no URL is configured.
+        """
         url = recipient.url or self.url
         if not url:
             raise DeliveryError("no webhook URL", permanent=True)

@@ -44,6 +44,8 @@ class BodyLimitedRequest(server.Request):
         return getattr(self.channel, "site", None)
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted API
+        """Twisted hook with the declared ``Content-Length`` (None when chunked): refuse with 413 if it exceeds
+        the cap."""
         site = self._site()
         path = getattr(self.channel, "_path", b"") or b""
         if site is not None and hasattr(site, "max_body_for"):
@@ -56,6 +58,9 @@ class BodyLimitedRequest(server.Request):
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+        """Twisted hook per body chunk: count bytes, refuse with 413 once over the cap, drop the connection after
+        ``DISCARD_AFTER_REJECT`` more bytes of a refused body.
+        """
         self._body_received += len(data)
         if self._refused:
             if self._body_received > (self._body_limit or 0) + DISCARD_AFTER_REJECT:
@@ -67,6 +72,8 @@ class BodyLimitedRequest(server.Request):
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 - Twisted API
+        """Twisted hook once the body is complete: a refused request is already answered, so only close the
+        connection."""
         if self._refused:
             # The whole refused body has been dropped; the answer is already written.
             self.channel.transport.loseConnection()

@@ -76,6 +76,10 @@ class AppserviceResource(Resource):
         return token is not None and hmac.compare_digest(token.encode(), self.hs_token.encode())
 
     def render(self, request: server.Request) -> bytes | int:
+        """Serve the Application Service API (spec: "Application Service API"): ``PUT /transactions/{txnId}``,
+        ``POST /ping`` (``{}``), and 404 ``M_NOT_FOUND`` for user/room queries. Without an ``hs_token`` answers 401
+        ``M_UNAUTHORIZED``, with a wrong one 403 ``M_FORBIDDEN``; other paths 404 ``M_UNRECOGNIZED``.
+        """
         if not self._authorised(request):
             has_token = request.getHeader(b"authorization") or request.args.get(b"access_token")
             if has_token:

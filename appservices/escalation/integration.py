@@ -370,14 +370,19 @@ class BridgeEscalation:
         return root, room_id
 
     def on_incident_acknowledged(self, incident: Incident, actor: str) -> "defer.Deferred[Any]":
+        """Bridge listener: ``actor`` (user ID) acknowledged; the engine stops paging (see
+        ``EscalationEngine.incident_acknowledged``). Queued after the incident's earlier changes; fires with None.
+        """
         return self._serial(incident.incident_id,
                             lambda: self.engine.incident_acknowledged(incident.incident_id, actor))
 
     def on_incident_unacknowledged(self, incident: Incident, actor: str) -> "defer.Deferred[Any]":
+        """Bridge listener: ``actor`` withdrew the acknowledgement; escalation restarts at tier 1. Fires with None."""
         return self._serial(incident.incident_id,
                             lambda: self.engine.incident_unacknowledged(incident.incident_id, actor))
 
     def on_incident_resolved(self, incident: Incident, actor: str) -> "defer.Deferred[Any]":
+        """Bridge listener: the incident resolved; every pending timer is cancelled. Fires with None."""
         return self._serial(incident.incident_id, lambda: self.engine.incident_resolved(incident.incident_id))
 
     # -- Matrix -------------------------------------------------------------------------------------------------
@@ -628,6 +633,10 @@ class EscalationResource(Resource):
         self.escalation = escalation
 
     def render(self, request: server.Request) -> bytes | int:
+        """Read ephemeral events (receipts) out of ``PUT /_matrix/app/v1/transactions/{txnId}`` before the bridge
+        handles it, serve ``GET /metrics`` (bridge then escalation metrics) and ``GET /api/v1/schedules/{name}``
+        (iCalendar); everything else goes to the bridge's resource.
+        """
         parts = [p.decode("utf-8", "replace") for p in request.postpath]
         method = request.method.decode()
         if parts[:4] == ["_matrix", "app", "v1", "transactions"] and method == "PUT" and len(parts) == 5:

@@ -91,6 +91,7 @@ class WorkingHours:
     end: time
 
     def contains(self, at: datetime) -> bool:
+        """True when aware datetime ``at`` falls on one of ``days`` (0 = Monday) within ``[start, end)`` local time."""
         local = at.astimezone(ZoneInfo(self.time_zone))
         return local.weekday() in self.days and self.start <= local.time().replace(tzinfo=None) < self.end
 
@@ -136,6 +137,7 @@ class Person:
     quiet_hours: tuple[time, time] | None = None
 
     def in_quiet_hours(self, at: datetime) -> bool:
+        """True when aware ``at`` is inside the person's quiet hours in their time zone (a window may wrap midnight)."""
         if self.quiet_hours is None:
             return False
         start, end = self.quiet_hours
@@ -169,6 +171,7 @@ class PolicySet:
         return self.policies[name]
 
     def person(self, user_id: str) -> Person:
+        """The configured :class:`Person` for ``user_id``, or one with no contact details and UTC."""
         return self.people.get(user_id) or Person(user_id=user_id)
 
 

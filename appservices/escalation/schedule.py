@@ -104,6 +104,9 @@ class Restriction:
         return local_to_utc(begin, zone), local_to_utc(finish, zone)
 
     def contains(self, zone: ZoneInfo, at_utc: datetime) -> bool:
+        """True when aware ``at_utc`` lies in a window of this restriction (checking the one that began the day before,
+        for windows that wrap midnight).
+        """
         local_date = at_utc.astimezone(zone).replace(tzinfo=None)
         midnight = local_date.replace(hour=0, minute=0, second=0, microsecond=0)
         # A window that wraps midnight may have started the previous day.
@@ -164,6 +167,8 @@ class Layer:
         return k
 
     def is_active(self, at_utc: datetime) -> bool:
+        """True when aware ``at_utc`` is within ``[active_from, active_until)`` and inside a restriction window
+        (if any)."""
         if self.active_from is not None and at_utc < self.active_from:
             return False
         if self.active_until is not None and at_utc >= self.active_until:
@@ -220,6 +225,7 @@ class Override:
             raise ScheduleError(f"override for {self.user}: end must be after start")
 
     def covers(self, at_utc: datetime) -> bool:
+        """True when aware ``at_utc`` is in ``[start, end)``."""
         return self.start <= at_utc < self.end
 
 

@@ -139,10 +139,12 @@ class Txn:
         return self._cur.rowcount
 
     def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a query (``?`` placeholders) and return all rows as tuples."""
         self.execute(sql, args)
         return list(self._cur.fetchall())
 
     def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """Run a query (``?`` placeholders) and return the first row, or None."""
         self.execute(sql, args)
         return self._cur.fetchone()
 
@@ -200,6 +202,7 @@ class EscalationStore:
         return deferToThreadPool(self._reactor, self._pool, self.transaction, fn)
 
     def close(self) -> None:
+        """Close the database connection."""
         self._conn.close()
 
     def _run(self, fn: Callable[[Txn], T], immediate: bool) -> T:
@@ -226,6 +229,9 @@ class EscalationStore:
 
     @staticmethod
     def insert_timer(txn: Txn, timer: TimerRow) -> None:
+        """Persist ``timer`` as ``pending`` (payload stored as sorted JSON); a duplicate ``timer_id`` raises the
+        driver's integrity error.
+        """
         txn.execute(
             "INSERT INTO escalation_timers (timer_id, incident_id, kind, due_ts, payload, status)"
             " VALUES (?, ?, ?, ?, ?, 'pending')",
@@ -276,12 +282,14 @@ class EscalationStore:
 
     @classmethod
     def get_incident(cls, txn: Txn, incident_id: str) -> dict[str, Any] | None:
+        """The escalation row of ``incident_id`` as ``{column: value}``, or None."""
         row = txn.fetchone(f"SELECT {', '.join(cls._INCIDENT_COLS)} FROM escalation_incidents WHERE incident_id = ?",
                            (incident_id,))
         return dict(zip(cls._INCIDENT_COLS, row)) if row else None
 
     @classmethod
     def upsert_incident(cls, txn: Txn, incident: dict[str, Any]) -> None:
+        """Replace the escalation row of ``incident["incident_id"]``; ``incident`` must hold every incident column."""
         txn.execute("DELETE FROM escalation_incidents WHERE incident_id = ?", (incident["incident_id"],))
         txn.execute(
             f"INSERT INTO escalation_incidents ({', '.join(cls._INCIDENT_COLS)})"
@@ -294,6 +302,9 @@ class EscalationStore:
     @staticmethod
     def insert_page(txn: Txn, page_id: str, incident_id: str, user_id: str, channel: str, tier_index: int,
                     purpose: str, now_ms: int, status: str = "queued") -> None:
+        """Record one page (``tier_index`` 0-based, ``now_ms`` ms since the epoch) with ``status`` (``queued`` unless
+        given).
+        """
         txn.execute(
             "INSERT INTO escalation_pages (page_id, incident_id, user_id, channel, tier_index, purpose, created_ts,"
             " status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -308,12 +319,14 @@ class EscalationStore:
 
     @staticmethod
     def queued_pages(txn: Txn) -> list[dict[str, Any]]:
+        """Pages still ``queued`` (to send after a restart), oldest first, as dicts of their columns."""
         cols = ("page_id", "incident_id", "user_id", "channel", "tier_index", "purpose", "created_ts")
         rows = txn.fetchall(f"SELECT {', '.join(cols)} FROM escalation_pages WHERE status = 'queued' ORDER BY created_ts")
         return [dict(zip(cols, r)) for r in rows]
 
     @staticmethod
     def pages_for(txn: Txn, incident_id: str) -> list[dict[str, Any]]:
+        """Every page of ``incident_id`` (status, provider ID, ``created_ts``/``finished_ts`` in ms), oldest first."""
         cols = ("page_id", "user_id", "channel", "tier_index", "purpose", "created_ts", "status", "provider_id",
                 "finished_ts")
         rows = txn.fetchall(f"SELECT {', '.join(cols)} FROM escalation_pages WHERE incident_id = ?"
@@ -322,12 +335,14 @@ class EscalationStore:
 
     @staticmethod
     def count_recent_pages(txn: Txn, user_id: str, channel: str, since_ms: int) -> int:
+        """How many pages (queued, delivered or failed) went to ``user_id`` on ``channel`` after ``since_ms`` (ms)."""
         row = txn.fetchone("SELECT COUNT(*) FROM escalation_pages WHERE user_id = ? AND channel = ? AND created_ts > ?"
                            " AND status IN ('queued', 'delivered', 'failed')", (user_id, channel, since_ms))
         return int(row[0]) if row else 0
 
     @staticmethod
     def touch_recipient(txn: Txn, incident_id: str, user_id: str, now_ms: int) -> None:
+        """Note that ``user_id`` was paged for ``incident_id`` at ``now_ms`` (ms), unless already noted."""
         if txn.fetchone("SELECT 1 FROM escalation_recipients WHERE incident_id = ? AND user_id = ?",
                         (incident_id, user_id)) is None:
             txn.execute("INSERT INTO escalation_recipients (incident_id, user_id, first_paged_ts) VALUES (?, ?, ?)",
@@ -335,6 +350,7 @@ class EscalationStore:
 
     @staticmethod
     def recipients(txn: Txn, incident_id: str) -> dict[str, dict[str, Any]]:
+        """``{user_id: {"first_paged_ts", "read_ts", "acked_ts"}}`` (ms, None when not yet) for ``incident_id``."""
         rows = txn.fetchall("SELECT user_id, first_paged_ts, read_ts, acked_ts FROM escalation_recipients"
                             " WHERE incident_id = ?", (incident_id,))
         return {r[0]: {"first_paged_ts": r[1], "read_ts": r[2], "acked_ts": r[3]} for r in rows}
@@ -347,6 +363,7 @@ class EscalationStore:
 
     @staticmethod
     def set_acked(txn: Txn, incident_id: str, user_id: str, ts_ms: int | None) -> None:
+        """Set (or with None clear) when ``user_id`` acknowledged ``incident_id``, in ms."""
         txn.execute("UPDATE escalation_recipients SET acked_ts = ? WHERE incident_id = ? AND user_id = ?",
                     (ts_ms, incident_id, user_id))
 
