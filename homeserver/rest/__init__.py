@@ -26,5 +26,8 @@ SERVLET_MODULES: tuple[str, ...] = (
 
 
 def register_all_servlets(hs: Any, router: Any) -> None:
+    """Call ``register_servlets(hs, router)`` of every module in ``SERVLET_MODULES``, in that order (the first
+    matching pattern wins).
+    """
     for name in SERVLET_MODULES:
         importlib.import_module(f"homeserver.rest.{name}").register_servlets(hs, router)

@@ -19,6 +19,12 @@ JsonDict = dict[str, Any]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /account/whoami``, ``GET /account/3pid``, ``POST /account/password`` and
+    ``POST /account/deactivate`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Current account information", "Password management", "Account deactivation".
+    """
     async def whoami(request: Any) -> tuple[int, JsonDict]:
         requester = await authenticate(hs, request)
         body: JsonDict = {"user_id": requester.user_id, "is_guest": bool(requester.is_guest)}

@@ -21,6 +21,13 @@ MAX_TYPE_LENGTH = 255
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET|PUT /user/{userId}[/rooms/{roomId}]/account_data/{type}`` and
+    ``GET /user/{userId}/rooms/{roomId}/tags``, ``PUT|DELETE .../tags/{tag}`` on ``router``, served by ``hs``'s handlers
+    and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Client Config" and "Room Tagging".
+    """
     store = hs.account_data_store
 
     async def _own(request: Any, user_id: str) -> Any:

@@ -43,6 +43,12 @@ def compute_registration_mac(secret: str, nonce: str, username: str, password: s
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET|POST /_synapse/admin/v1/register`` (shared-secret registration with nonces) and
+    ``GET /admin/whois/{userId}`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Server Administration" (whois); Synapse's shared-secret registration protocol.
+    """
     nonces: dict[str, float] = {}
 
     def _secret() -> str:

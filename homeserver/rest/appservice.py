@@ -12,6 +12,12 @@ JsonDict = dict[str, Any]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /_matrix/client/v1/appservice/{appserviceId}/ping`` on ``router``, served by ``hs``'s handlers
+    and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Application service ping".
+    """
     async def ping(request: Any, appservice_id: str) -> tuple[int, JsonDict]:
         requester = await hs.auth.get_user_by_req(request)
         appservices = getattr(hs, "appservices", None)

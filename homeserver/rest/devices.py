@@ -17,6 +17,12 @@ MAX_DELETE_DEVICES = 1000
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /devices``, ``GET|PUT|DELETE /devices/{deviceId}`` and ``POST /delete_devices`` on ``router``,
+    served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Device Management".
+    """
     async def list_devices(request: Any) -> tuple[int, JsonDict]:
         requester = await authenticate(hs, request)
         return 200, {"devices": await hs.device_handler.get_devices(requester.user_id)}

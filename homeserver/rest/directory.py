@@ -20,6 +20,13 @@ _PUBLIC_STATE = {
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET|PUT|DELETE /directory/room/{roomAlias}``, ``GET /rooms/{roomId}/aliases``,
+    ``GET|PUT /directory/list/room/{roomId}`` and ``GET|POST /publicRooms`` on ``router``, served by ``hs``'s handlers
+    and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Room aliases" and "Listing rooms".
+    """
     auth = hs.auth
     rooms = hs.room_store
     directory = hs.directory_handler

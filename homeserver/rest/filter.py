@@ -14,6 +14,12 @@ JsonDict = dict[str, Any]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /user/{userId}/filter`` and ``GET /user/{userId}/filter/{filterId}`` on ``router``, served by
+    ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Filtering".
+    """
     async def create_filter(request: Any, user_id: str) -> tuple[int, JsonDict]:
         requester = await authenticate(hs, request)
         if requester.user_id != user_id:

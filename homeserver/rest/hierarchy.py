@@ -8,6 +8,12 @@ from homeserver.http.server import CLIENT_V1_PREFIX, PARAM, parse_boolean, parse
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /_matrix/client/v1/rooms/{roomId}/hierarchy`` on ``router``, served by ``hs``'s handlers and
+    stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Spaces".
+    """
     handler = hs.hierarchy_handler
 
     async def hierarchy(request: Any, room_id: str) -> tuple[int, Any]:

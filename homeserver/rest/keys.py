@@ -14,6 +14,12 @@ from homeserver.streams import StreamToken
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /keys/upload``, ``/keys/query``, ``/keys/claim``, ``/keys/device_signing/upload``,
+    ``/keys/signatures/upload`` and ``GET /keys/changes`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "End-to-End Encryption" (key management API, cross-signing).
+    """
     handler = hs.e2e_keys_handler
 
     async def upload(request: Any) -> tuple[int, dict[str, Any]]:

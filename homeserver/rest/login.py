@@ -25,6 +25,12 @@ JsonDict = dict[str, Any]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET|POST /login``, ``POST /logout``, ``POST /logout/all`` and ``POST /refresh`` on ``router``, served
+    by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Login", "Logout" and "Refreshing access tokens".
+    """
     rc = hs.config.rc_login
     from homeserver.config import RateLimit
 

@@ -54,6 +54,14 @@ async def _stream_file(request: Any, media: MediaFile, disposition: bytes) -> tu
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register the content repository on ``router``: upload, ``/_matrix/media/v1/create``, ``config``,
+    ``download``, ``thumbnail`` and ``preview_url`` under both ``/_matrix/media/v3`` and the authenticated
+    ``/_matrix/client/v1/media``, served by ``hs.media_handler``.
+
+    JSON servlets return ``(status, body)``; downloads and thumbnails stream the file. Errors are raised as
+    ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Content repository".
+    """
     handler = hs.media_handler
 
     async def upload(request: Any) -> tuple[int, Any]:

@@ -14,6 +14,11 @@ MAX_LIMIT = 100
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /notifications`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Listing Notifications".
+    """
     async def get_notifications(request: Any) -> tuple[int, JsonDict]:
         requester = await hs.auth.get_user_by_req(request)
         from_token = parse_string(request, "from")

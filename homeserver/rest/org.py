@@ -21,6 +21,12 @@ PREFIX = r"/_tocsin/admin/v1/org"
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register the organisation admin API under ``/_tocsin/admin/v1/org``: ``POST sync``, ``GET departments``,
+    ``POST team_room`` and ``POST dm`` (server admins only) on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: none (Tocsin extension; see the module docstring).
+    """
     handler = hs.org_handler
 
     async def _admin(request: Any) -> Any:

@@ -9,6 +9,11 @@ from homeserver.http.server import CLIENT_PREFIX, PARAM, parse_json_object
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET|PUT /presence/{userId}/status`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Presence".
+    """
     handler = hs.presence_handler
 
     async def get_status(request: Any, user_id: str) -> tuple[int, Any]:

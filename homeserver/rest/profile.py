@@ -19,6 +19,12 @@ def _check_user_id(user_id: str) -> None:
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /profile/{userId}`` and ``GET|PUT|DELETE /profile/{userId}/{keyName}`` on ``router``, served by
+    ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Profiles".
+    """
     handler = hs.profile_handler
 
     async def _viewer(request: Any) -> str | None:

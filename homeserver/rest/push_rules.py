@@ -22,6 +22,12 @@ def _check_scope(scope: str) -> None:
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /pushrules/[{scope}/[{kind}/]]`` and ``GET|PUT|DELETE /pushrules/{scope}/{kind}/{ruleId}``
+    with its ``/enabled`` and ``/actions`` attributes on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Push Rules: API".
+    """
     handler = hs.push_handler
 
     async def get_all(request: Any) -> tuple[int, JsonDict]:

@@ -13,6 +13,11 @@ JsonDict = dict[str, Any]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /pushers`` and ``POST /pushers/set`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Push Notifications" -> "Pushers".
+    """
     async def get_pushers(request: Any) -> tuple[int, JsonDict]:
         requester = await hs.auth.get_user_by_req(request)
         return 200, {"pushers": hs.pusher_handler.get_pushers(requester.user_id)}

@@ -13,6 +13,11 @@ JsonDict = dict[str, Any]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /rooms/{roomId}/read_markers`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Fully read markers".
+    """
     async def post_read_markers(request: Any, room_id: str) -> tuple[int, JsonDict]:
         requester = await hs.auth.get_user_by_req(request)
         body = parse_json_object(request)

@@ -13,6 +13,12 @@ JsonDict = dict[str, Any]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /rooms/{roomId}/receipt/{receiptType}/{eventId}`` on ``router``, served by ``hs``'s handlers and
+    stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Receipts".
+    """
     async def post_receipt(request: Any, room_id: str, receipt_type: str, event_id: str) -> tuple[int, JsonDict]:
         requester = await hs.auth.get_user_by_req(request)
         body = parse_json_object(request, allow_empty_body=True)

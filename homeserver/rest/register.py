@@ -42,6 +42,12 @@ def _optional_bool(body: JsonDict, key: str) -> bool:
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /register`` and ``GET /register/available`` on ``router``, served by ``hs``'s handlers and
+    stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Account registration and management".
+    """
     ratelimiter = Ratelimiter(hs.clock, hs.config.rc_registration)
 
     async def register(request: Any) -> tuple[int, JsonDict]:

@@ -24,6 +24,12 @@ def _token(request: Any, name: str) -> StreamToken | None:
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]`` and
+    ``GET /_matrix/client/v1/rooms/{roomId}/threads`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Relationships" and "Threading".
+    """
     auth = hs.auth
     handler = hs.relations_handler
 

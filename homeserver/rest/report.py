@@ -28,6 +28,12 @@ def _reason(body: dict[str, Any], required: bool) -> str | None:
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /rooms/{roomId}/report[/{eventId}]`` and ``POST /users/{userId}/report`` on ``router``, served by
+    ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Reporting content".
+    """
     auth = hs.auth
     store = hs.report_store
 

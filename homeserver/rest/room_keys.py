@@ -12,6 +12,12 @@ from homeserver.http.server import CLIENT_PREFIX, PARAM, parse_json_object, pars
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST|GET /room_keys/version``, ``GET|PUT|DELETE /room_keys/version/{version}`` and
+    ``PUT|GET|DELETE /room_keys/keys[/{roomId}[/{sessionId}]]`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Server-side key backups".
+    """
     handler = hs.key_backup_handler
 
     async def create_version(request: Any) -> tuple[int, dict[str, Any]]:

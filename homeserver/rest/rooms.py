@@ -73,10 +73,18 @@ class RoomEventFilter:
         self.lazy_load_members = bool(definition.get("lazy_load_members", False))
 
     def filter_room_timeline(self, events: list[Any]) -> list[Any]:
+        """The events of ``events`` (a list of events) that pass this filter, in their original order."""
         return [e for e in events if self._filter.check(e)]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /createRoom``, ``send``, ``redact``, ``state``, ``members``, ``joined_members``, ``join``,
+    ``knock``, the membership actions, ``joined_rooms``, ``messages``, ``context``, ``event``, ``typing`` and
+    ``/_matrix/client/v1/rooms/{roomId}/timestamp_to_event`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Rooms", "Room membership", "Events", "Typing Notifications".
+    """
     auth = hs.auth
     rooms = hs.room_store
     events = hs.event_creation_handler

@@ -11,6 +11,11 @@ from homeserver.http.server import CLIENT_PREFIX, parse_json_object, parse_strin
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /search`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Server Side Search".
+    """
     auth = hs.auth
     handler = hs.search_handler
 

@@ -14,6 +14,11 @@ MAX_TIMEOUT_MS = 5 * 60 * 1000
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /sync`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Syncing".
+    """
     async def sync(request: Any) -> tuple[int, Any]:
         requester = await hs.auth.get_user_by_req(request)
         raw_since = parse_string(request, "since")

@@ -24,6 +24,12 @@ def _protocols(hs: Any) -> dict[str, Any]:
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /thirdparty/protocols``, ``/thirdparty/protocol/{protocol}`` and
+    ``/thirdparty/{user|location}[/{protocol}]`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Third-party Networks".
+    """
     async def protocols(request: Any) -> tuple[int, Any]:
         await hs.auth.get_user_by_req(request)
         return 200, _protocols(hs)

@@ -8,6 +8,11 @@ from homeserver.http.server import CLIENT_PREFIX, PARAM, parse_json_object
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``PUT /sendToDevice/{eventType}/{txnId}`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Send-to-Device messaging".
+    """
     async def send_to_device(request: Any, event_type: str, txn_id: str) -> tuple[int, dict[str, Any]]:
         requester = await hs.auth.get_user_by_req(request)
         body = parse_json_object(request)

@@ -9,6 +9,11 @@ from homeserver.http.server import CLIENT_PREFIX, parse_json_object
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``POST /user_directory/search`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "User directory".
+    """
     handler = hs.user_directory_handler
 
     async def search(request: Any) -> tuple[int, Any]:

@@ -18,6 +18,12 @@ SUPPORTED_VERSIONS = ["r0.6.1"] + [f"v1.{n}" for n in range(1, 12)]
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /_matrix/client/versions``, ``/.well-known/matrix/client``, ``/capabilities`` and
+    ``/_matrix/key/v2/server`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Server Discovery", "Capabilities negotiation"; Server-Server API "Publishing Keys".
+    """
     async def versions(request: Any) -> tuple[int, dict[str, Any]]:
         return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
 

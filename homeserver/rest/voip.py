@@ -12,6 +12,11 @@ from homeserver.http.server import CLIENT_PREFIX
 
 
 def register_servlets(hs: Any, router: Any) -> None:
+    """Register ``GET /voip/turnServer`` on ``router``, served by ``hs``'s handlers and stores.
+
+    Each servlet returns ``(status, json_body)``; errors are raised as ``MatrixError`` subclasses (spec errcodes).
+    Spec: Client-Server API "Voice over IP".
+    """
     async def turn_server(request: Any) -> tuple[int, Any]:
         await hs.auth.get_user_by_req(request)
         return 200, {}
