@@ -62,6 +62,10 @@ class HomeServer:
         build_components(self)
 
     def build_root_resource(self, resources: frozenset[str]) -> Any:
+        """The Twisted resource for a listener serving ``resources`` (names from the config, e.g. ``client``,
+        ``metrics``): only ``/metrics`` for a metrics-only listener, else a :class:`JsonRouter` with every
+        client-server servlet (plus ``GET /metrics`` when ``metrics`` is listed).
+        """
         from twisted.web.resource import Resource
 
         from homeserver.http.server import JsonRouter
@@ -83,6 +87,9 @@ class HomeServer:
         return router
 
     def start_listening(self) -> None:
+        """Listen on every configured listener and bind address (TCP), appending each port to ``listening_ports``.
+        Raises Twisted's ``CannotListenError`` when a port is taken.
+        """
         from homeserver.http.server import MatrixSite
 
         for listener in self.config.listeners:
@@ -129,6 +136,9 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_generate_config(args: argparse.Namespace) -> int:
+    """``homeserver generate-config``: write ``<data_dir>/homeserver.yaml`` and a signing key. Returns the exit
+    status: 0 on success, 1 if the file exists without ``--force``, 2 on a bad value (``ConfigError``).
+    """
     data_dir = os.path.abspath(args.data_dir)
     path = os.path.join(data_dir, "homeserver.yaml")
     if os.path.exists(path) and not args.force:
@@ -151,6 +161,9 @@ def cmd_generate_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """``homeserver run -c <config>``: load the config, set up every component, listen and run the reactor until
+    shutdown. Returns the exit status; 2 for a configuration error or a port that cannot be bound.
+    """
     try:
         config = load_config(args.config)
     except ConfigError as e:
@@ -200,6 +213,7 @@ def _abort_start(hs: HomeServer) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Console entry point: parse ``argv`` (``generate-config`` or ``run``) and return the exit status."""
     parser = argparse.ArgumentParser(prog="homeserver", description="Tocsin Matrix homeserver")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate-config", help="write homeserver.yaml and a signing key into a data directory")

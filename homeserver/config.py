@@ -66,6 +66,10 @@ class RateLimit:
 
     @classmethod
     def parse(cls, value: Any, key: str, default: "RateLimit") -> "RateLimit":
+        """Parse ``{"per_second": number, "burst_count": number}`` at config ``key``; missing keys come from
+        ``default`` and None means ``default``. Raises ``ConfigError`` naming the key for unknown keys, wrong types or
+        negative values.
+        """
         if value is None:
             return default
         _expect(value, dict, key)

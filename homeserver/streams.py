@@ -35,6 +35,8 @@ class StreamToken:
     presence: int = 0
 
     def to_string(self) -> str:
+        """The sync token string ``s<events>_<receipts>_..._<presence>`` (``next_batch``/``since``); see :meth:`parse`.
+        """
         return "s" + "_".join(str(getattr(self, name)) for name in STREAM_NAMES)
 
     __str__ = to_string
@@ -58,6 +60,7 @@ class StreamToken:
         return cls(*values)
 
     def copy_and_replace(self, stream: str, position: int) -> "StreamToken":
+        """This token with ``stream`` set to ``position``, even if that moves it back."""
         return replace(self, **{stream: position})
 
     def copy_and_advance(self, stream: str, position: int) -> "StreamToken":
@@ -71,9 +74,11 @@ class StreamToken:
         return any(getattr(self, n) > getattr(other, n) for n in STREAM_NAMES)
 
     def min(self, other: "StreamToken") -> "StreamToken":
+        """Per stream, the lower position of this token and ``other``."""
         return StreamToken(*(min(getattr(self, n), getattr(other, n)) for n in STREAM_NAMES))
 
     def max(self, other: "StreamToken") -> "StreamToken":
+        """Per stream, the higher position of this token and ``other``."""
         return StreamToken(*(max(getattr(self, n), getattr(other, n)) for n in STREAM_NAMES))
 
 
@@ -96,6 +101,7 @@ class StreamIdGenerator:
         self._in_flight: set[int] = set()
 
     def allocate(self) -> int:
+        """Reserve the next position; the caller must :meth:`mark_done` it after commit or failure."""
         with self._lock:
             position = self._next
             self._next += 1
@@ -103,6 +109,7 @@ class StreamIdGenerator:
             return position
 
     def allocate_many(self, n: int) -> list[int]:
+        """Reserve ``n`` consecutive positions (ascending); each must be :meth:`mark_done`-d."""
         with self._lock:
             positions = list(range(self._next, self._next + n))
             self._next += n
@@ -110,6 +117,7 @@ class StreamIdGenerator:
             return positions
 
     def mark_done(self, position: int) -> None:
+        """Release ``position`` (committed or failed); ``current()`` advances up to the lowest still in flight."""
         with self._lock:
             self._in_flight.discard(position)
             if self._in_flight:
@@ -118,6 +126,7 @@ class StreamIdGenerator:
                 self._current = self._next - 1
 
     def current(self) -> int:
+        """The highest position at and below which every allocated position is done."""
         return self._current
 
 
@@ -132,6 +141,8 @@ class StreamPositions:
         self._generators: dict[str, StreamIdGenerator] = {}
 
     def register(self, stream: str, generator: StreamIdGenerator) -> None:
+        """Make ``generator`` the source of ``stream``'s position; ValueError for an unknown or twice-registered stream.
+        """
         if stream not in STREAM_NAMES:
             raise ValueError(f"unknown stream {stream!r}; add it to STREAM_NAMES")
         if stream in self._generators:
@@ -139,6 +150,7 @@ class StreamPositions:
         self._generators[stream] = generator
 
     def generator(self, stream: str) -> StreamIdGenerator:
+        """The generator registered for ``stream``; KeyError if none was."""
         return self._generators[stream]
 
     def current_token(self) -> StreamToken:

@@ -83,6 +83,7 @@ class AppServices:
             sender.kick()
 
     def get(self, appservice_id: str) -> ApplicationService | None:
+        """The registered appservice with ``id`` ``appservice_id``, or None."""
         return self._by_id.get(appservice_id)
 
     # -- authentication ------------------------------------------------------------------------------------------
@@ -268,13 +269,18 @@ class AppServices:
     # -- persist hook (see homeserver.handlers.events.PersistHook) -----------------------------------------------
 
     async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> list[str]:
+        """Persist hook, before the transaction: the IDs of the appservices interested in ``event``."""
         return await self.interested_services(event)
 
     def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: list[str]) -> None:
+        """Persist hook, inside the event's transaction: queue ``event`` (at ``stream_ordering``) for each appservice in
+        ``prepared``, so it commits or fails with the event.
+        """
         if prepared:
             AppServiceStore.enqueue_event_txn(txn, prepared, stream_ordering, event.event_id)
 
     def after_persist(self, event: Event, stream_ordering: int, prepared: list[str]) -> None:
+        """Persist hook, after commit: wake the transaction sender of each appservice in ``prepared``."""
         for as_id in prepared:
             sender = self.senders[as_id]
             sender.queued += 1

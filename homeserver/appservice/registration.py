@@ -30,6 +30,7 @@ class Namespace:
     exclusive: bool
 
     def matches(self, value: str) -> bool:
+        """True when the regex matches at the start of ``value`` (spec: namespaces are anchored regexes)."""
         return self.regex.match(value) is not None
 
 
@@ -66,12 +67,15 @@ class ApplicationService:
         return user_id == self.sender or any(ns.exclusive and ns.matches(user_id) for ns in self.users)
 
     def is_interested_in_alias(self, alias: str) -> bool:
+        """True when ``alias`` is in this appservice's aliases namespace."""
         return any(ns.matches(alias) for ns in self.aliases)
 
     def is_exclusive_alias(self, alias: str) -> bool:
+        """True when ``alias`` is in an exclusive entry of the aliases namespace (others may not create it)."""
         return any(ns.exclusive and ns.matches(alias) for ns in self.aliases)
 
     def is_interested_in_room_id(self, room_id: str) -> bool:
+        """True when ``room_id`` is in this appservice's rooms namespace."""
         return any(ns.matches(room_id) for ns in self.rooms)
 
 

@@ -79,6 +79,9 @@ class MatrixRequest(server.Request):
         self._aborted = False
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted API
+        """Twisted hook with the declared ``Content-Length`` (None when chunked): answer 413 ``M_TOO_LARGE`` if over the
+        cap.
+        """
         site = getattr(self.channel, "site", None)
         if site is not None and hasattr(site, "max_body_for"):
             path = self.channel._path if hasattr(self.channel, "_path") else b""
@@ -89,6 +92,9 @@ class MatrixRequest(server.Request):
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+        """Twisted hook per body chunk: count bytes, answer 413 ``M_TOO_LARGE`` once over the cap, drop the
+        connection after ``DISCARD_AFTER_REJECT`` more bytes of a refused body.
+        """
         self._body_received += len(data)
         if self._aborted:
             # Already answered 413: drop the rest unread-into-memory so the client can read our answer, but do
@@ -102,6 +108,8 @@ class MatrixRequest(server.Request):
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802 - Twisted API
+        """Twisted hook once the body is complete: a refused request is already answered, so only close the connection.
+        """
         if self._aborted:
             self.channel.transport.loseConnection()
             return
@@ -121,6 +129,7 @@ class MatrixRequest(server.Request):
             transport.loseConnection()
 
     def get_client_ip(self) -> str:
+        """The peer's IP address as text, ``-`` when the transport has none (e.g. a UNIX socket)."""
         return self.getClientAddress().host if hasattr(self.getClientAddress(), "host") else "-"
 
 
@@ -163,6 +172,10 @@ class JsonRouter(resource.Resource):
                 route.methods.setdefault(b"HEAD", handler)
 
     def render(self, request: MatrixRequest) -> int:  # type: ignore[override]
+        """Twisted entry point: set ``Server`` and CORS headers, dispatch to the matching servlet asynchronously
+        (cancelled if the client goes away) and return ``NOT_DONE_YET``. OPTIONS answers 200 ``{}``; unknown paths 404,
+        a known path with another method 405, both ``M_UNRECOGNIZED``.
+        """
         request.setHeader(b"Server", b"Tocsin")
         for k, v in CORS_HEADERS:
             request.setHeader(k, v)
@@ -253,11 +266,13 @@ class MatrixSite(server.Site):
         self.noisy = False
 
     def max_body_for(self, path: bytes) -> int:
+        """The body cap in bytes for ``path``: ``max_upload_size`` for media uploads, else ``max_request_body_size``."""
         if path.startswith(b"/_matrix/media/") and b"/upload" in path:
             return self.max_upload_size
         return self.max_request_body_size
 
     def log(self, request: Any) -> None:  # our router writes the access log
+        """Twisted's access log, disabled: the router writes its own (with access tokens redacted)."""
         pass
 
 
@@ -299,6 +314,7 @@ def parse_json_object(request: MatrixRequest, allow_empty_body: bool = False) ->
 
 
 def query_args(request: MatrixRequest) -> dict[bytes, list[bytes]]:
+    """The request's query arguments, ``{name: [value, ...]}`` as bytes (empty when none)."""
     return request.args or {}
 
 
@@ -357,6 +373,9 @@ def parse_integer(request: MatrixRequest, name: str, default: int | None = None,
 
 
 def parse_boolean(request: MatrixRequest, name: str, default: bool = False) -> bool:
+    """Query parameter ``name`` as a bool (``true``/``1``, ``false``/``0``), ``default`` when absent. Raises
+    ``InvalidParamError`` (400 ``M_INVALID_PARAM``) for any other value.
+    """
     from homeserver.http.errors import InvalidParamError
 
     value = parse_string(request, name, None)
