@@ -12,8 +12,10 @@ import json
 import threading
 import uuid
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from tests.support.fake_http import QuietHandler
 
 
 def _problem(body: Any) -> str | None:
@@ -48,35 +50,25 @@ class FakeAlertmanager:
         self.lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path != "/api/v2/silences":
-                    self._answer(404, b"not found", "text/plain")
+                    self.answer(404, b"not found", "text/plain")
                     return
                 try:
                     body = json.loads(raw)
                 except ValueError:
-                    self._answer(400, b"invalid JSON", "text/plain")
+                    self.answer(400, b"invalid JSON", "text/plain")
                     return
                 problem = _problem(body)
                 if problem is not None:
-                    self._answer(400, problem.encode(), "text/plain")
+                    self.answer(400, problem.encode(), "text/plain")
                     return
                 silence_id = str(uuid.uuid4())
                 with fake.lock:
                     fake.silences.append(dict(body, id=silence_id))
-                self._answer(200, json.dumps({"silenceID": silence_id}).encode(), "application/json")
-
-            def _answer(self, code: int, body: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
+                self.answer(200, json.dumps({"silenceID": silence_id}).encode(), "application/json")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -237,7 +237,49 @@ UPTIME_TEMPLATE: dict[str, Any] = {
 }
 
 
-class BridgeProcess:
+class BridgeSubprocess:
+    """``python -m appservices.alerts -c <config_path>`` as a subprocess answering on ``base_url``, logging to
+    ``log_path``. Subclasses set those three attributes and ``proc = None`` in ``__init__``."""
+
+    base_url: str
+    config_path: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None
+
+    def start(self) -> None:
+        """Start and wait (up to 30 s) until it answers on its port; RuntimeError if it does not."""
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appservices.alerts", "-c", str(self.config_path)],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_http(self.base_url + "/metrics", 30, self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL the process (a crash: no shutdown code runs) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log_tail(self, lines: int = 80) -> str:
+        """The last ``lines`` lines of the process's log ("" when there is none yet)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class BridgeProcess(BridgeSubprocess):
     """``python -m appservices.alerts -c <config>`` as a subprocess, with tokens for every source."""
 
     def __init__(self, directory: Path, registration: BridgeRegistration, hs: HomeserverUnderTest,
@@ -279,31 +321,6 @@ class BridgeProcess:
         self.config_path.write_text(yaml.safe_dump(self.config, allow_unicode=True))
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        """Start and wait until it answers on its port."""
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appservices.alerts", "-c", str(self.config_path)],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
-        wait_http(self.base_url + "/metrics", 30, self.proc)
-
-    def kill(self) -> None:
-        """SIGKILL the process (a crash: no shutdown code runs) and reap it."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
     def post(self, source: str, body: bytes, token: str | None = "default",
              headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """POST ``body`` to ``/api/v1/alerts/{source}`` with the source's bearer token (or ``token``)."""
@@ -338,8 +355,12 @@ class BridgeProcess:
         assert code == 200
         return body
 
-    def log_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Value of one sample in Prometheus text (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    prefix = f"{name}{{{want}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(prefix + " "):
+            return float(line.split()[-1])
+    return 0.0

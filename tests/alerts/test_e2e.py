@@ -11,19 +11,10 @@ from typing import Any
 
 import pytest
 
-from .harness import FIXTURES, BridgeProcess, HomeserverUnderTest
+from .harness import FIXTURES, BridgeProcess, HomeserverUnderTest, metric
 from .humans import Human, content_of, is_edit_of, is_root_alert, is_thread_reply
 
 pytestmark = pytest.mark.slow
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    prefix = f"{name}{{{want}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith(prefix + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def test_alertmanager_lifecycle_from_chat(alert_bridge: BridgeProcess, homeserver_under_test: HomeserverUnderTest) -> None:
@@ -43,8 +34,8 @@ def test_alertmanager_lifecycle_from_chat(alert_bridge: BridgeProcess, homeserve
     assert code == 413
     assert bridge.incidents() == []
     metrics = bridge.metrics()
-    assert _metric(metrics, "tocsin_alert_requests_rejected_total", source="alertmanager", reason="forbidden") == 1
-    assert _metric(metrics, "tocsin_alert_requests_rejected_total", source="alertmanager", reason="missing_field") == 1
+    assert metric(metrics, "tocsin_alert_requests_rejected_total", source="alertmanager", reason="forbidden") == 1
+    assert metric(metrics, "tocsin_alert_requests_rejected_total", source="alertmanager", reason="missing_field") == 1
 
     async def scenario() -> None:
         alice = Human(hs, "alice", bridge.alias_prefix)
@@ -99,8 +90,8 @@ def test_alertmanager_lifecycle_from_chat(alert_bridge: BridgeProcess, homeserve
 
     asyncio.run(scenario())
     metrics = bridge.metrics()
-    assert _metric(metrics, "tocsin_incident_acknowledgements_total", via="command") >= 1
-    assert _metric(metrics, "tocsin_incident_time_to_acknowledge_seconds_count") >= 1
+    assert metric(metrics, "tocsin_incident_acknowledgements_total", via="command") >= 1
+    assert metric(metrics, "tocsin_incident_time_to_acknowledge_seconds_count") >= 1
 
 
 def test_reaction_needs_power_level(alert_bridge: BridgeProcess, homeserver_under_test: HomeserverUnderTest) -> None:
@@ -135,7 +126,7 @@ def test_reaction_needs_power_level(alert_bridge: BridgeProcess, homeserver_unde
             await bob.close()
 
     asyncio.run(scenario())
-    assert _metric(bridge.metrics(), "tocsin_incident_acknowledgements_total", via="reaction") == 1
+    assert metric(bridge.metrics(), "tocsin_incident_acknowledgements_total", via="reaction") == 1
 
 
 def _post_ok(bridge: BridgeProcess, source: str, name: str) -> Any:

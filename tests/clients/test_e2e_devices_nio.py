@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,22 +22,19 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     JoinResponse,
-    KeysQueryResponse,
     KeysUploadResponse,
     LoginResponse,
-    MegolmEvent,
     RegisterResponse,
     RoomCreateResponse,
     RoomMessageText,
-    RoomSendResponse,
     SyncResponse,
 )
 
+from tests.clients.niolib import ENCRYPTION_STATE, decrypted, send_encrypted, sync_until
 from tests.integration.e2e_keys_support import with_password_uia
 from tests.support.client import Api, User, q
 
 CS = "/_matrix/client/v3"
-ENCRYPTION_STATE = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
 
 
 class RecordingClient(AsyncClient):
@@ -74,42 +70,8 @@ async def _registered(base_url: str, prefix: str, store: Path) -> tuple[Recordin
     return client, password
 
 
-async def _sync_until(client: AsyncClient, pred: Callable[[SyncResponse], Any], what: str,
-                      deadline_s: float = 20.0) -> Any:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        resp = await client.sync(timeout=1000)
-        assert isinstance(resp, SyncResponse), resp
-        value = pred(resp)
-        if value:
-            return value
-    raise AssertionError(f"{what}: not seen in /sync within {deadline_s}s")
-
-
-def _decrypted(room_id: str, event_id: str) -> Callable[[SyncResponse], Any]:
-    def find(sync: SyncResponse) -> Any:
-        info = sync.rooms.join.get(room_id)
-        for ev in info.timeline.events if info else []:
-            if ev.event_id == event_id:
-                assert not isinstance(ev, MegolmEvent), f"received but not decryptable (session {ev.session_id})"
-                return ev
-        return None
-
-    return find
-
-
 def _device_list_changed(user_id: str) -> Callable[[SyncResponse], bool]:
     return lambda sync: user_id in sync.device_list.changed
-
-
-async def _send_encrypted(client: AsyncClient, room_id: str, body: str) -> str:
-    """Send like an nio app does: query keys first only if nio's device tracking says some are outdated."""
-    if client.should_query_keys:
-        assert isinstance(await client.keys_query(), KeysQueryResponse)
-    resp = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body},
-                                  ignore_unverified_devices=True)
-    assert isinstance(resp, RoomSendResponse), resp
-    return resp.event_id
 
 
 def _megolm_session_of(api: Api, token: str, room_id: str, event_id: str) -> str:
@@ -146,14 +108,14 @@ class Scene:
         created = await a.room_create(name="encrypted on-call", invite=[b1.user_id], initial_state=[ENCRYPTION_STATE])
         assert isinstance(created, RoomCreateResponse), created
         self.room_id = room_id = created.room_id
-        await _sync_until(b1, lambda s: room_id in s.rooms.invite, "the invite")
+        await sync_until(b1, lambda s: room_id in s.rooms.invite, "the invite")
         assert isinstance(await b1.join(room_id), JoinResponse)
-        await _sync_until(a, lambda s: room_id in a.rooms and b1.user_id in a.rooms[room_id].users, "B1's join")
+        await sync_until(a, lambda s: room_id in a.rooms and b1.user_id in a.rooms[room_id].users, "B1's join")
         assert a.rooms[room_id].encrypted
 
-        before = await _send_encrypted(a, room_id, "before the second device")
+        before = await send_encrypted(a, room_id, "before the second device")
         self.first_session = _megolm_session_of(self.api, a.access_token, room_id, before)
-        ev = await _sync_until(b1, _decrypted(room_id, before), "the first message at B1")
+        ev = await sync_until(b1, decrypted(room_id, before), "the first message at B1")
         assert ev.body == "before the second device"
         assert a.devices_addressed(b1.user_id) == {b1.device_id}
         # Settled: A knows every device it shares a room with, so nothing but the server can make it query again.
@@ -172,20 +134,20 @@ class Scene:
         assert self.room_id in b2.rooms
 
         # A hears of the new device only through device_lists.changed in its /sync ...
-        await _sync_until(a, _device_list_changed(b1.user_id), "Bob's new device in A's device_lists.changed")
+        await sync_until(a, _device_list_changed(b1.user_id), "Bob's new device in A's device_lists.changed")
         assert b1.user_id in a.users_for_key_query
         assert a.should_query_keys
-        # ... and nio's own follow-up query (done in _send_encrypted) returns both of Bob's devices.
+        # ... and nio's own follow-up query (done in send_encrypted) returns both of Bob's devices.
         a.key_shares.clear()
-        after = await _send_encrypted(a, self.room_id, "db1 failover started")
+        after = await send_encrypted(a, self.room_id, "db1 failover started")
         assert {d.id for d in a.device_store.active_user_devices(b1.user_id)} == {b1.device_id, b2.device_id}
         assert a.devices_addressed(b1.user_id) == {b1.device_id, b2.device_id}
         self.second_session = _megolm_session_of(self.api, a.access_token, self.room_id, after)
         assert self.second_session != self.first_session
 
-        ev = await _sync_until(b2, _decrypted(self.room_id, after), "the message at the new device B2")
+        ev = await sync_until(b2, decrypted(self.room_id, after), "the message at the new device B2")
         assert isinstance(ev, RoomMessageText) and ev.body == "db1 failover started" and ev.decrypted
-        ev = await _sync_until(b1, _decrypted(self.room_id, after), "the message at B1")
+        ev = await sync_until(b1, decrypted(self.room_id, after), "the message at B1")
         assert ev.body == "db1 failover started"
 
 
@@ -223,15 +185,15 @@ def test_deleted_device_no_longer_receives_keys(homeserver: Any, tmp_path: Path)
                             token=a.access_token)
             assert r.status == 200 and b2.device_id not in r.json["one_time_keys"].get(b1.user_id, {}), r.json
 
-            await _sync_until(a, _device_list_changed(b1.user_id), "the deletion in A's device_lists.changed")
+            await sync_until(a, _device_list_changed(b1.user_id), "the deletion in A's device_lists.changed")
             assert a.should_query_keys
             a.key_shares.clear()
-            after = await _send_encrypted(a, scene.room_id, "db1 is primary again")
+            after = await send_encrypted(a, scene.room_id, "db1 is primary again")
             assert {d.id for d in a.device_store.active_user_devices(b1.user_id)} == {b1.device_id}
             assert a.devices_addressed(b1.user_id) == {b1.device_id}
             # The key the deleted device holds does not open what is sent now.
             assert _megolm_session_of(api, a.access_token, scene.room_id, after) != scene.second_session
-            ev = await _sync_until(b1, _decrypted(scene.room_id, after), "the message at the remaining device")
+            ev = await sync_until(b1, decrypted(scene.room_id, after), "the message at the remaining device")
             assert isinstance(ev, RoomMessageText) and ev.body == "db1 is primary again"
         finally:
             await scene.close()

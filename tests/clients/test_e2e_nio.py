@@ -8,27 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
-from typing import Any, Callable
+from typing import Any
 
 from nio import (
     AsyncClient,
     AsyncClientConfig,
     JoinResponse,
-    KeysQueryResponse,
     KeysUploadResponse,
-    MegolmEvent,
     RegisterResponse,
     RoomCreateResponse,
     RoomMessageText,
-    RoomSendResponse,
-    SyncResponse,
 )
 from nio.store import SqliteMemoryStore
 
+from tests.clients.niolib import ENCRYPTION_STATE, decrypted, send_encrypted, sync_until
 from tests.support.client import Api, q
-
-ENCRYPTION_STATE = {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
 
 
 def _config() -> AsyncClientConfig:
@@ -46,39 +40,6 @@ async def _e2e_user(base_url: str, prefix: str) -> AsyncClient:
     return client
 
 
-async def _sync_until(client: AsyncClient, pred: Callable[[SyncResponse], Any], what: str,
-                      deadline_s: float = 20.0) -> Any:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        resp = await client.sync(timeout=1000)
-        assert isinstance(resp, SyncResponse), resp
-        value = pred(resp)
-        if value:
-            return value
-    raise AssertionError(f"{what}: not seen in /sync within {deadline_s}s")
-
-
-def _decrypted(room_id: str, event_id: str) -> Callable[[SyncResponse], Any]:
-    def find(sync: SyncResponse) -> Any:
-        info = sync.rooms.join.get(room_id)
-        for ev in info.timeline.events if info else []:
-            if ev.event_id == event_id:
-                assert not isinstance(ev, MegolmEvent), f"received but not decryptable (session {ev.session_id})"
-                return ev
-        return None
-
-    return find
-
-
-async def _send_encrypted(client: AsyncClient, room_id: str, body: str) -> str:
-    if client.should_query_keys:
-        assert isinstance(await client.keys_query(), KeysQueryResponse)
-    resp = await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body},
-                                  ignore_unverified_devices=True)
-    assert isinstance(resp, RoomSendResponse), resp
-    return resp.event_id
-
-
 async def _conversation(base_url: str) -> None:
     a = await _e2e_user(base_url, "ea")
     b = await _e2e_user(base_url, "eb")
@@ -86,25 +47,25 @@ async def _conversation(base_url: str) -> None:
         created = await a.room_create(name="encrypted alerts", invite=[b.user_id], initial_state=[ENCRYPTION_STATE])
         assert isinstance(created, RoomCreateResponse), created
         room_id = created.room_id
-        await _sync_until(b, lambda s: room_id in s.rooms.invite, "the invite")
+        await sync_until(b, lambda s: room_id in s.rooms.invite, "the invite")
         assert isinstance(await b.join(room_id), JoinResponse)
-        await _sync_until(a, lambda s: room_id in a.rooms and b.user_id in a.rooms[room_id].users, "B's join")
+        await sync_until(a, lambda s: room_id in a.rooms and b.user_id in a.rooms[room_id].users, "B's join")
         assert a.rooms[room_id].encrypted
 
         secret = "db1 disk 97% - escalating to on-call"
-        event_id = await _send_encrypted(a, room_id, secret)
+        event_id = await send_encrypted(a, room_id, secret)
         api = Api(base_url)
         raw = api.request("GET", f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(event_id)}",
                           token=b.access_token).json
         assert raw["type"] == "m.room.encrypted"
         assert raw["content"]["algorithm"] == "m.megolm.v1.aes-sha2"
         assert secret not in str(raw)
-        ev = await _sync_until(b, _decrypted(room_id, event_id), "A's message at B")
+        ev = await sync_until(b, decrypted(room_id, event_id), "A's message at B")
         assert isinstance(ev, RoomMessageText) and ev.body == secret and ev.decrypted
 
         reply = "ack, on it"
-        reply_id = await _send_encrypted(b, room_id, reply)
-        ev = await _sync_until(a, _decrypted(room_id, reply_id), "B's reply at A")
+        reply_id = await send_encrypted(b, room_id, reply)
+        ev = await sync_until(a, decrypted(room_id, reply_id), "B's reply at A")
         assert isinstance(ev, RoomMessageText) and ev.body == reply
     finally:
         await a.close()

@@ -16,12 +16,11 @@ import json
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,7 +28,8 @@ from urllib.parse import parse_qs
 import yaml
 from aiosmtpd.controller import Controller
 
-from tests.alerts.harness import REPO_ROOT, HomeserverUnderTest, free_port, http, wait_http
+from tests.alerts.harness import BridgeSubprocess, HomeserverUnderTest, free_port, http
+from tests.support.fake_http import QuietHandler
 
 class EphemeralRegistration:
     """Registration of an escalating bridge: bot ``@{localpart}``, aliases ``#{localpart}-*``; with ``ephemeral``
@@ -78,7 +78,7 @@ class FakeTwilio:
         self.lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server API
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
@@ -94,14 +94,7 @@ class FakeTwilio:
                     sid = f"SM{len(outer.received):032d}"
                     outer.received.append(SmsRecord(time.monotonic(), self.path[len(prefix):], form, sid))
                 body = json.dumps({"sid": sid, "status": "queued", "to": form.get("To")}).encode()
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
+                self.answer(201, body, "application/json")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -188,7 +181,7 @@ def escalation_yaml(twilio: FakeTwilio, smtp: SmtpSink, server_name: str, read_t
     }
 
 
-class EscalatingBridge:
+class EscalatingBridge(BridgeSubprocess):
     """The alert bridge with escalation, as a subprocess on the registration's port, route ``esc`` -> ``room``."""
 
     def __init__(self, directory: Path, registration: EphemeralRegistration, hs: HomeserverUnderTest,
@@ -224,26 +217,11 @@ class EscalatingBridge:
         }))
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "appservices.alerts", "-c", str(self.config_path)],
-                                     cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        wait_http(self.base_url + "/metrics", 30, self.proc)
-
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no flushing; whatever is not committed is lost."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
     def post_alert(self, body: bytes) -> dict[str, Any]:
         code, resp = http("POST", f"{self.base_url}/api/v1/alerts/alertmanager", body,
@@ -254,22 +232,6 @@ class EscalatingBridge:
     def get(self, path: str, token: str | None = "api") -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.api_token if token == 'api' else token}"} if token else {}
         return http("GET", self.base_url + path, None, headers)
-
-    def log_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """Value of one sample in Prometheus text (0 when absent)."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    prefix = f"{name}{{{want}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith(prefix + " "):
-            return float(line.split()[-1])
-    return 0.0
 
 
 def login(hs: HomeserverUnderTest, user: str, password: str) -> dict[str, str]:

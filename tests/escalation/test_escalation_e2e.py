@@ -23,9 +23,8 @@ from escalation_e2e_lib import (
     SmtpSink,
     escalation_yaml,
     login,
-    metric,
 )
-from tests.alerts.harness import FIXTURES, HomeserverUnderTest
+from tests.alerts.harness import FIXTURES, HomeserverUnderTest, metric
 from tests.alerts.humans import PASSWORD, Human, content_of, is_root_alert, is_thread_reply
 
 pytestmark = pytest.mark.slow
