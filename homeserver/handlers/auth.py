@@ -250,6 +250,7 @@ class _UIARequired(MatrixError):
         self.state = {**state, "completed": []}
 
     def error_dict(self) -> dict[str, Any]:
+        """The 401 body: the UIA state (``session``, ``flows``, ``params``, ``completed: []``) without ``errcode``."""
         return dict(self.state)
 
 

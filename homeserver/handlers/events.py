@@ -39,11 +39,16 @@ class PersistHook(Protocol):
     event's transaction with that value; ``after_persist`` runs on the reactor after commit.
     """
 
-    async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> Any: ...
+    async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> Any:
+        """Before the event's transaction (may do I/O; raising a ``MatrixError`` refuses the event): returns the
+        ``prepared`` value the other two get.
+        """
 
-    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None: ...
+    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Inside the event's transaction (``txn``, no I/O but SQL): write what must commit with the event."""
 
-    def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None: ...
+    def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """On the reactor after commit: wake whoever acts on the event. An exception is logged, not raised."""
 
 
 def _is_rate_limited(requester: Requester) -> bool:
@@ -76,9 +81,11 @@ class EventCreationHandler:
         self.persist_hooks: list[PersistHook] = []
 
     def now_ms(self) -> int:
+        """The clock's current time in milliseconds since the epoch (``origin_server_ts``)."""
         return int(self.clock.seconds() * 1000)
 
     def add_persist_hook(self, hook: PersistHook) -> None:
+        """Run ``hook`` for every event created from now on, after the hooks added before it."""
         self.persist_hooks.append(hook)
 
     def _room_lock(self, room_id: str) -> defer.DeferredLock:

@@ -166,6 +166,9 @@ class EventFilter:
         return True
 
     def filter(self, items: Iterable[T], room_id: str | None = None, apply_limit: bool = True) -> list[T]:
+        """The items of ``items`` that pass :meth:`check` (``room_id`` as there), in order, cut to ``limit`` unless
+        ``apply_limit`` is false.
+        """
         out = [i for i in items if self.check(i, room_id)]
         if apply_limit and self.limit is not None:
             out = out[: self.limit]

@@ -96,6 +96,9 @@ def sanitise_content_type(value: str | None) -> str:
 
 
 def base_content_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value without parameters, lower-cased (``text/plain; charset=x`` ->
+    ``text/plain``).
+    """
     return content_type.split(";", 1)[0].strip().lower()
 
 
@@ -150,6 +153,7 @@ class MediaHandler:
         self._thumbnail_limiter = defer.DeferredSemaphore(2)
 
     def now_ms(self) -> int:
+        """The clock's current time in milliseconds since the epoch."""
         return int(self.clock.seconds() * 1000)
 
     def config(self) -> dict[str, Any]:
@@ -157,6 +161,7 @@ class MediaHandler:
         return {"m.upload.size": self.max_upload_size}
 
     def content_path(self, sha256: str) -> str:
+        """Where the file with hex SHA-256 ``sha256`` is stored: ``<base>/local_content/ab/cd/<sha256>``."""
         return os.path.join(self.base, "local_content", sha256[0:2], sha256[2:4], sha256)
 
     # -- uploads ---------------------------------------------------------------------------------------------

@@ -17,6 +17,11 @@ ACTIONS = ("invite", "join", "leave", "kick", "ban", "unban", "knock")
 
 
 class RoomMemberHandler:
+    """Membership changes (invite, join, knock, leave, kick, ban, unban, forget) as ``m.room.member`` events through
+    the event creation handler; joins are rate limited by ``rc_joins.local``. Spec: Client-Server API "Room
+    membership".
+    """
+
     def __init__(self, hs: Any) -> None:
         self.hs = hs
         self.events = hs.event_creation_handler

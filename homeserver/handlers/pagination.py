@@ -19,6 +19,10 @@ MAX_LIMIT = 1000
 
 
 class PaginationHandler:
+    """``/messages`` and ``/context``: pages of a room's timeline between stream tokens, filtered by history
+    visibility and serialized for the requester. Spec: Client-Server API "Getting events for a room".
+    """
+
     def __init__(self, hs: Any) -> None:
         self.hs = hs
         self.event_store = hs.event_store

@@ -51,6 +51,9 @@ class _PusherSender:
         self.timer: Any = None
 
     def kick(self) -> None:
+        """Start sending this pusher's pending pushes unless a send is already running (it then takes one more round)
+        or a backoff timer is waiting (its retry takes the new pushes too).
+        """
         if self.timer is not None:
             return  # waiting out a backoff: the retry takes the new pushes too
         if self.running:
@@ -70,6 +73,7 @@ class _PusherSender:
         self.kick()
 
     def stop(self) -> None:
+        """Cancel a pending backoff retry, if any."""
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
@@ -130,6 +134,7 @@ class PusherHandler:
         return list(pushers) if pushers else []
 
     def get_pusher(self, key: PusherKey) -> Pusher | None:
+        """The HTTP pusher with key ``(user_id, app_id, pushkey)``, or None."""
         return self._pushers.get(key[0], {}).get((key[1], key[2]))
 
     def get_pushers(self, user_id: str) -> list[JsonDict]:

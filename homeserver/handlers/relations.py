@@ -176,6 +176,9 @@ class AnnotationDedupeHook:
         self.store = store
 
     async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> None:
+        """Refuse a second identical ``m.annotation`` (same sender, parent event, event type and key) with 400
+        ``M_DUPLICATE_ANNOTATION``; anything else passes.
+        """
         rel = event.content.get("m.relates_to")
         if event.is_state() or not isinstance(rel, dict) or rel.get("rel_type") != "m.annotation":
             return None
@@ -187,7 +190,9 @@ class AnnotationDedupeHook:
         return None
 
     def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to write: the relation is stored with the event itself."""
         return None
 
     def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to do after commit."""
         return None

@@ -282,6 +282,11 @@ class DirectoryHandler:
             raise MatrixError(409, "Room alias already exists", Codes.UNKNOWN)
 
     async def delete_alias(self, requester: Requester, alias: str) -> None:
+        """Delete the local room alias ``alias``: its creator may, anyone else needs the power level for
+        ``m.room.canonical_alias`` events (default ``state_default``, 50). Raises ``NotFoundError`` (404
+        ``M_NOT_FOUND``) for an unknown alias, ``ForbiddenError`` (403 ``M_FORBIDDEN``) without permission, and an
+        invalid or foreign alias error from ``parse_room_alias``. Spec: Client-Server API "Room aliases".
+        """
         parse_room_alias(alias, self.hs.hostname)
         found = await self.room_store.get_alias(alias)
         if found is None:

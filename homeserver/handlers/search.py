@@ -260,11 +260,14 @@ class SearchIndexHook:
         self.store = store
 
     async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> None:
+        """Nothing to prepare: indexing needs only the event."""
         return None
 
     def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Write the event's search index row inside its transaction (a redaction drops the redacted event's row)."""
         self.store.index_event_txn(txn, event, stream_ordering)
 
     def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to do after commit."""
         return None
 

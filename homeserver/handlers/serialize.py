@@ -14,11 +14,16 @@ from homeserver.http.auth import Requester
 
 
 class EventSerializer:
+    """Stored events -> ClientEvent JSON for one requester, adding ``unsigned.transaction_id`` for the sending device
+    and ``redacted_because`` (spec: Client-Server API "Room Events", "Transaction identifiers").
+    """
+
     def __init__(self, hs: Any) -> None:
         self.hs = hs
         self.event_store = hs.event_store
 
     def now_ms(self) -> int:
+        """The clock's current time in milliseconds since the epoch (for ``unsigned.age``)."""
         return int(self.hs.clock.seconds() * 1000)
 
     async def serialize(self, events: list[Event], requester: Requester | None, *, include_room_id: bool = True,
@@ -52,4 +57,5 @@ class EventSerializer:
         return out
 
     async def serialize_one(self, event: Event, requester: Requester | None, **kw: Any) -> dict[str, Any]:
+        """Serialize one event as :meth:`serialize` would (same keyword arguments); a ClientEvent dict."""
         return (await self.serialize([event], requester, **kw))[0]

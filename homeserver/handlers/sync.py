@@ -42,6 +42,10 @@ class SyncConfig:
 
 
 class SyncHandler:
+    """Builds ``/sync`` responses and long-polls for them (see the module docstring). Spec: Client-Server API
+    "Syncing".
+    """
+
     def __init__(self, hs: Any) -> None:
         self.hs = hs
         self.room_store = hs.room_store
@@ -74,6 +78,10 @@ class SyncHandler:
                     return result
 
     async def build(self, config: SyncConfig, now: StreamToken) -> dict[str, Any]:
+        """One ``/sync`` response body (``next_batch``, ``rooms``, ``account_data``, ``to_device``, ``device_lists``,
+        ``presence``...) with everything between ``config.since`` (None: initial sync) and ``now``, without
+        waiting. ``next_batch`` is ``now``'s string.
+        """
         requester = config.requester
         user_id = requester.user_id
         since = None if config.full_state and config.since is None else config.since

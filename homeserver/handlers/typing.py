@@ -13,6 +13,11 @@ MAX_TIMEOUT_MS = 120_000
 
 
 class TypingHandler:
+    """Who is typing in which room, in memory with per-user expiry timers; each change advances the ``typing``
+    stream (positions seeded from the wall clock in ms) and wakes the room. Spec: Client-Server API "Typing
+    Notifications".
+    """
+
     def __init__(self, hs: Any) -> None:
         self.hs = hs
         self.clock = hs.clock
@@ -53,9 +58,11 @@ class TypingHandler:
         return [room_id for room_id, pos in self._room_serial.items() if pos > position]
 
     def typing_users(self, room_id: str) -> list[str]:
+        """User IDs typing in ``room_id`` now, sorted."""
         return sorted(self._typing.get(room_id, {}))
 
     def changed_since(self, room_id: str, position: int) -> bool:
+        """True when ``room_id``'s typing list changed after ``position`` of the ``typing`` stream."""
         return self._room_serial.get(room_id, 0) > position
 
     def get_typing_event(self, room_id: str) -> dict[str, Any]:

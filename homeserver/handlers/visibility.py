@@ -20,6 +20,10 @@ from homeserver.http.errors import ForbiddenError
 
 
 class VisibilityHandler:
+    """Which events a user may see under ``m.room.history_visibility`` and their membership, on every read path.
+    Spec: Client-Server API "Room History Visibility" (see the module docstring).
+    """
+
     def __init__(self, hs: Any) -> None:
         self.hs = hs
         self.room_store = hs.room_store
