@@ -27,6 +27,7 @@ class TokenInfo:
 
 
 def now_ms() -> int:
+    """The wall-clock time in milliseconds since the epoch (row creation timestamps)."""
     return int(time.time() * 1000)
 
 
@@ -75,6 +76,9 @@ class AccountStore:
                 "appservice_id": as_id, "creation_ts": ts}
 
     async def find_user_case_insensitive(self, user_id: str) -> list[str]:
+        """Registered user IDs equal to ``user_id`` ignoring case (login and registration treat IDs differing only in
+        case as one).
+        """
         rows = await self.db.execute("find_user_ci", "SELECT name FROM users WHERE LOWER(name) = LOWER(?)", user_id)
         return [r[0] for r in rows]
 
@@ -100,10 +104,12 @@ class AccountStore:
         return await self.db.run_interaction("get_max_numeric_localpart", _txn)
 
     async def set_password_hash(self, user_id: str, password_hash: str | None) -> None:
+        """Replace the user's bcrypt hash; None removes the password (no password login)."""
         await self.db.execute("set_password_hash", "UPDATE users SET password_hash = ? WHERE name = ?",
                               password_hash, user_id)
 
     async def set_deactivated(self, user_id: str) -> None:
+        """Mark the user deactivated, drop the password hash and forget the user's cached access tokens."""
         await self.db.execute("set_deactivated", "UPDATE users SET deactivated = 1, password_hash = NULL "
                               "WHERE name = ?", user_id)
         self._token_cache = {k: v for k, v in self._token_cache.items() if v is None or v.user_id != user_id}
@@ -131,6 +137,9 @@ class AccountStore:
         return await self.db.run_interaction("store_device", _txn)
 
     async def get_devices(self, user_id: str) -> list[dict[str, Any]]:
+        """Every device of ``user_id``, ordered by ID: ``{device_id, display_name, last_seen_ip, last_seen_ts (ms),
+        user_id}``.
+        """
         rows = await self.db.execute(
             "get_devices",
             "SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM devices WHERE user_id = ? "
@@ -141,6 +150,7 @@ class AccountStore:
                 for d, n, ip, ts in rows]
 
     async def get_device(self, user_id: str, device_id: str) -> dict[str, Any] | None:
+        """One device as in :meth:`get_devices`, or None if the user has no such device."""
         rows = await self.db.execute(
             "get_device",
             "SELECT device_id, display_name, last_seen_ip, last_seen_ts FROM devices WHERE user_id = ? AND "
@@ -163,6 +173,7 @@ class AccountStore:
                 for d, ip, ts, ua in rows}
 
     async def update_device_display_name(self, user_id: str, device_id: str, display_name: str | None) -> bool:
+        """Set a device's display name (None clears it); False if the device does not exist."""
         def _txn(txn: Txn) -> bool:
             txn.execute("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
                         (display_name, user_id, device_id))
@@ -187,6 +198,7 @@ class AccountStore:
 
     async def record_last_seen(self, user_id: str, device_id: str, ip: str, user_agent: str | None,
                                ts: int) -> None:
+        """Store the device's last IP, user agent and ``ts`` (ms since the epoch)."""
         await self.db.execute(
             "record_last_seen",
             "UPDATE devices SET last_seen_ip = ?, last_seen_ts = ?, last_seen_user_agent = ? "
@@ -198,6 +210,9 @@ class AccountStore:
 
     async def add_access_token(self, user_id: str, device_id: str | None, token: str,
                                valid_until_ms: int | None = None) -> int:
+        """Store a new access token for ``user_id``/``device_id``, valid until ``valid_until_ms`` (ms since the epoch;
+        None: no expiry). Returns the token's row ID.
+        """
         token_id = self._token_ids.allocate()
         try:
             await self.db.execute(
@@ -236,6 +251,7 @@ class AccountStore:
         self._token_cache = {k: v for k, v in self._token_cache.items() if v is None or v.token_id != token_id}
 
     async def delete_access_token(self, token: str) -> None:
+        """Revoke ``token`` (no error if unknown) and drop it from the cache."""
         await self.db.execute("delete_access_token", "DELETE FROM access_tokens WHERE token = ?", token)
         self._token_cache.pop(token, None)
 
@@ -313,10 +329,12 @@ class AccountStore:
         return await self.db.run_interaction("mark_ui_auth_stage_complete", _txn)
 
     async def update_ui_auth_clientdict(self, session_id: str, clientdict: dict[str, Any]) -> None:
+        """Replace the request body remembered for UIA session ``session_id`` (stored as JSON)."""
         await self.db.execute("update_ui_auth_clientdict",
                               "UPDATE ui_auth_sessions SET clientdict = ? WHERE session_id = ?",
                               json.dumps(clientdict), session_id)
 
     async def delete_ui_auth_session(self, session_id: str) -> None:
+        """Forget UIA session ``session_id`` (once its request has run)."""
         await self.db.execute("delete_ui_auth_session", "DELETE FROM ui_auth_sessions WHERE session_id = ?",
                               session_id)

@@ -28,6 +28,8 @@ class PendingTransaction:
 
 
 class AppServiceStore:
+    """The appservice queue, persisted transactions and ``txn_id`` counter (see the module docstring)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 

@@ -35,6 +35,7 @@ class DeviceListStore:
                     (stream_id, user_id, device_id))
 
     async def record_change(self, user_id: str, device_id: str | None, stream_id: int) -> None:
+        """Record, in its own transaction, that ``user_id``'s devices changed at ``stream_id`` of ``device_lists``."""
         await self.db.run_interaction("record_device_list_change", self.record_change_txn, user_id, device_id,
                                       stream_id)
 

@@ -131,6 +131,7 @@ class E2EKeyStore:
         return {r[0]: int(r[1]) for r in txn.fetchall()}
 
     async def get_stored_device_keys(self, user_id: str, device_id: str) -> JsonDict | None:
+        """The ``device_keys`` object uploaded for the device (``/keys/upload``), or None."""
         rows = await self.db.execute("get_stored_device_keys",
                                      "SELECT key_json FROM e2e_device_keys WHERE user_id = ? AND device_id = ?",
                                      user_id, device_id)

@@ -62,6 +62,7 @@ class KeyBackupStore:
         return bool(rows)
 
     async def update_auth_data(self, user_id: str, version: int, auth_data: JsonDict) -> None:
+        """Replace the ``auth_data`` of backup ``version`` of ``user_id`` (spec: "Server-side key backups")."""
         await self.db.execute("update_backup_auth_data", "UPDATE e2e_room_keys_versions SET auth_data = ? WHERE"
                               " user_id = ? AND version = ?", _encode(auth_data), user_id, version)
 

@@ -74,6 +74,7 @@ class MediaStore:
         return await self.db.run_interaction("complete_pending_media", _txn)
 
     async def get_local_media(self, media_id: str) -> LocalMedia | None:
+        """The :class:`LocalMedia` row of ``media_id``, or None."""
         rows = await self.db.execute("get_local_media", f"SELECT {_COLUMNS} FROM local_media WHERE media_id = ?",
                                      media_id)
         if not rows:

@@ -30,11 +30,13 @@ class OrgStore:
         return {r[0]: Department(r[0], r[1], r[2], bool(r[3])) for r in rows}
 
     async def add_department(self, path: str, space_id: str, room_id: str) -> None:
+        """Store an active department at ``path`` with its space and room IDs."""
         await self.db.execute("org_add_department",
                               "INSERT INTO org_departments (path, space_id, room_id, active) VALUES (?, ?, ?, 1)",
                               path, space_id, room_id)
 
     async def set_department_active(self, path: str, active: bool) -> None:
+        """Mark the department at ``path`` active or inactive."""
         await self.db.execute("org_set_department_active", "UPDATE org_departments SET active = ? WHERE path = ?",
                               1 if active else 0, path)
 
@@ -56,5 +58,6 @@ class OrgStore:
         await self.db.run_interaction("org_upsert_person", _txn)
 
     async def mark_left(self, user_id: str, left_ts: int) -> None:
+        """Record that ``user_id`` left the organisation at ``left_ts`` (ms since the epoch)."""
         await self.db.execute("org_mark_left", "UPDATE org_people SET left_ts = ? WHERE user_id = ?",
                               left_ts, user_id)

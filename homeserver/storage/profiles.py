@@ -23,10 +23,12 @@ class ProfileStore:
         return {"displayname": rows[0][0], "avatar_url": rows[0][1]}
 
     async def set_displayname(self, user_id: str, displayname: str | None) -> None:
+        """Set the user's ``displayname`` (None clears it); the profile row must exist."""
         await self.db.execute("set_displayname", "UPDATE profiles SET displayname = ? WHERE user_id = ?",
                               displayname, user_id)
 
     async def set_avatar_url(self, user_id: str, avatar_url: str | None) -> None:
+        """Set the user's ``avatar_url`` (an ``mxc://`` URI; None clears it); the profile row must exist."""
         await self.db.execute("set_avatar_url", "UPDATE profiles SET avatar_url = ? WHERE user_id = ?",
                               avatar_url, user_id)
 

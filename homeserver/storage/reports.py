@@ -12,6 +12,8 @@ from homeserver.storage.database import Database
 
 
 class ReportStore:
+    """The ``content_reports`` table (see the module docstring)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 

@@ -157,9 +157,11 @@ class RoomStore:
     # -- rooms -------------------------------------------------------------------------------------------------
 
     async def room_exists(self, room_id: str) -> bool:
+        """True when this server knows ``room_id``."""
         return await self._room(room_id) is not None
 
     async def get_room_version(self, room_id: str) -> RoomVersion | None:
+        """The room's version, or None for an unknown room."""
         room = await self._room(room_id)
         return room.room_version if room else None
 
@@ -179,14 +181,17 @@ class RoomStore:
         return self._last_membership_stream
 
     async def set_room_is_public(self, room_id: str, is_public: bool) -> None:
+        """Publish the room in, or remove it from, the public room directory."""
         await self.db.execute("set_room_is_public", "UPDATE rooms SET is_public = ? WHERE room_id = ?",
                               1 if is_public else 0, room_id)
 
     async def get_room_is_public(self, room_id: str) -> bool | None:
+        """Whether the room is in the public room directory; None for an unknown room."""
         rows = await self.db.execute("get_room_is_public", "SELECT is_public FROM rooms WHERE room_id = ?", room_id)
         return bool(rows[0][0]) if rows else None
 
     async def get_public_room_ids(self) -> list[str]:
+        """IDs of every room in the public room directory (unordered)."""
         rows = await self.db.execute("get_public_rooms", "SELECT room_id FROM rooms WHERE is_public = 1")
         return [r[0] for r in rows]
 
@@ -210,6 +215,7 @@ class RoomStore:
         return {k: events[v] for k, v in wanted.items() if v in events}
 
     async def get_current_state_event(self, room_id: str, etype: str, state_key: str) -> Event | None:
+        """The current state event ``(etype, state_key)`` of the room, or None (unknown room or no such state)."""
         room = await self._room(room_id)
         if room is None:
             return None
@@ -251,6 +257,7 @@ class RoomStore:
         return await self.db.run_interaction("get_state_ids_at", _txn)
 
     async def get_state_at(self, room_id: str, stream_ordering: int) -> dict[StateKey, Event]:
+        """As :meth:`get_state_ids_at`, with the events: ``{(type, state_key): Event}``."""
         ids = await self.get_state_ids_at(room_id, stream_ordering)
         events = await self.event_store.get_events(ids.values())
         return {k: events[v] for k, v in ids.items() if v in events}
@@ -263,6 +270,7 @@ class RoomStore:
         return frozenset(room.joined) if room else frozenset()
 
     async def get_invited_users(self, room_id: str) -> frozenset[str]:
+        """User IDs whose current membership in the room is ``invite`` (empty for an unknown room)."""
         room = await self._room(room_id)
         return frozenset(room.invited) if room else frozenset()
 
@@ -296,6 +304,9 @@ class RoomStore:
         return users
 
     async def get_membership(self, room_id: str, user_id: str) -> str | None:
+        """The user's current membership in the room (``join``, ``invite``, ``leave``, ``ban``, ``knock``), or None if
+        the user never had one or the room is unknown.
+        """
         room = await self._room(room_id)
         if room is None:
             return None
@@ -386,6 +397,7 @@ class RoomStore:
         return list(history)
 
     async def forget_room(self, user_id: str, room_id: str) -> None:
+        """Mark the room forgotten for ``user_id`` (spec: ``POST /rooms/{roomId}/forget``)."""
         self._member_writes += 1
         try:
             await self.db.execute(
@@ -416,9 +428,11 @@ class RoomStore:
         return (rows[0][0], rows[0][1]) if rows else None
 
     async def delete_alias(self, alias: str) -> None:
+        """Delete the room alias ``alias`` (no error if it does not exist)."""
         await self.db.execute("delete_alias", "DELETE FROM room_aliases WHERE room_alias = ?", alias)
 
     async def get_aliases_for_room(self, room_id: str) -> list[str]:
+        """The local aliases pointing at ``room_id``, sorted."""
         rows = await self.db.execute("get_aliases_for_room",
                                      "SELECT room_alias FROM room_aliases WHERE room_id = ? ORDER BY room_alias",
                                      room_id)
