@@ -6,7 +6,13 @@
 #   e.g. benchmarks/run_compare.sh latency sqlite 1
 #        benchmarks/run_compare.sh throughput postgres 3 -- --duration 20
 #
-# Synapse comes from PyPI into ${SYNAPSE_VENV:-.venv-synapse}. Results go to benchmarks/results/<db>-<scenario>/.
+# Synapse comes from PyPI into ${SYNAPSE_VENV:-.venv-synapse}. Results go to benchmarks/results/<db>-<scenario>/
+# (compare-<scenario>.json, the per-run JSON documents, table.txt). For `connections` the setup (users, rooms,
+# initial syncs) is built first and both servers are restarted before measuring, so RSS is that of a fresh
+# process holding the connections (see ../shared/bench/README.md).
+#
+# Both servers hash passwords with 4 bcrypt rounds: registration is setup, never inside a measured window, and
+# 12 rounds only make the 1000-user setups take minutes on a 2-core machine.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
@@ -19,15 +25,22 @@ source "$ROOT/scripts/_venv.sh"
 SYN_VENV="${SYNAPSE_VENV:-$ROOT/.venv-synapse}"
 if [ ! -x "$SYN_VENV/bin/python" ]; then
     python3 -m venv "$SYN_VENV"
-    "$SYN_VENV/bin/pip" install -q "matrix-synapse[postgres]"
+    "$SYN_VENV/bin/pip" install -q "matrix-synapse[postgres]==1.163.2"
 fi
 work="$(mktemp -d /tmp/tocsin-bench.XXXXXX)"
 out="$ROOT/benchmarks/results/$db-$scenario"
 mkdir -p "$out"
+rm -f "$out"/state-*.json  # setups belong to the servers started below
 port_a=18808; port_b=18848
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+a_pid=""; b_pid=""
+stop_servers() {
+    for p in $a_pid $b_pid; do kill "$p" 2>/dev/null || true; done
+    for p in $a_pid $b_pid; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    done
+    a_pid=""; b_pid=""
+}
+trap stop_servers EXIT
 
 db_args=(); a_match=(); b_match=()
 if [ "$db" = "postgres" ]; then
@@ -41,23 +54,18 @@ if [ "$db" = "postgres" ]; then
     b_match=(--b-db-match 'postgres: .*synapse_bench ')
 fi
 
-# Tocsin: the README's generated config, rate limits lifted as for Synapse below.
+# Tocsin: the README's generated config, rate limits lifted as for Synapse below, no access log (Synapse's
+# benchmark config keeps its own request logging at the default level).
 "$PY" -m homeserver generate-config --server-name localhost --data-dir "$work/tocsin" --port "$port_a" \
     --open-registration "${db_args[@]}" >/dev/null
-cat >> "$work/tocsin/homeserver.yaml" <<YAML
-bcrypt_rounds: 12
-access_log: false
-YAML
 "$PY" - "$work/tocsin/homeserver.yaml" <<'PYEOF'
 import sys, yaml
 p = sys.argv[1]; c = yaml.safe_load(open(p))
 big = {"per_second": 100000, "burst_count": 100000}
 c.update(rc_message=big, rc_registration=big, rc_login={"address": big, "account": big, "failed_attempts": big},
-         rc_joins={"local": big})
+         rc_joins={"local": big}, bcrypt_rounds=4, access_log=False)
 yaml.safe_dump(c, open(p, "w"))
 PYEOF
-"$PY" -m homeserver run -c "$work/tocsin/homeserver.yaml" > "$work/tocsin.log" 2>&1 &
-pids+=($!); a_pid=$!
 
 # Synapse, patched by the shared bench's own script.
 mkdir -p "$work/synapse"
@@ -66,16 +74,33 @@ mkdir -p "$work/synapse"
 pg=()
 [ "$db" = "postgres" ] && pg=(--postgres synapse_bench --pg-user postgres --pg-host 127.0.0.1)
 "$SYN_VENV/bin/python" "$BENCH/synapse_bench_config.py" "$work/synapse/homeserver.yaml" --port "$port_b" "${pg[@]}"
-(cd "$work/synapse" && exec "$SYN_VENV/bin/python" -m synapse.app.homeserver -c homeserver.yaml) \
-    > "$work/synapse.log" 2>&1 &
-pids+=($!); b_pid=$!
+echo "bcrypt_rounds: 4" >> "$work/synapse/homeserver.yaml"
 
-for url in "http://127.0.0.1:$port_a" "http://127.0.0.1:$port_b"; do
-    for _ in $(seq 1 120); do
-        curl -sf "$url/_matrix/client/versions" >/dev/null && break
-        sleep 1
+start_servers() {
+    "$PY" -m homeserver run -c "$work/tocsin/homeserver.yaml" >> "$work/tocsin.log" 2>&1 &
+    a_pid=$!
+    (cd "$work/synapse" && exec "$SYN_VENV/bin/python" -m synapse.app.homeserver -c homeserver.yaml) \
+        >> "$work/synapse.log" 2>&1 &
+    b_pid=$!
+    for url in "http://127.0.0.1:$port_a" "http://127.0.0.1:$port_b"; do
+        for _ in $(seq 1 120); do
+            curl -sf "$url/_matrix/client/versions" >/dev/null && break
+            sleep 1
+        done
     done
-done
+}
+start_servers
+
+if [ "$scenario" = "connections" ]; then
+    # Build the setup, then measure fresh processes (RSS of a process that already grew says nothing).
+    for side in A B; do
+        url="http://127.0.0.1:$port_a"; [ "$side" = B ] && url="http://127.0.0.1:$port_b"
+        "$PY" "$BENCH/matrix_bench.py" --hs "$url" --scenario connections --setup-only \
+            --state "$out/state-$side-connections.json" "$@" >&2
+    done
+    stop_servers
+    start_servers
+fi
 
 "$PY" "$BENCH/bench_compare.py" --scenario "$scenario" \
     --a "http://127.0.0.1:$port_a" --a-pid "$a_pid" --a-label tocsin "${a_match[@]}" \

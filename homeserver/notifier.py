@@ -73,8 +73,11 @@ class Notifier:
             waiters = self._waiters.get(key)
             if waiters:
                 woken.update(waiters)
-        for waiter in woken:
-            self._finish(waiter, True)
+        if woken:
+            # Woken on the next reactor turn, not from inside the caller: the request that caused the change (e.g.
+            # a send) answers first, as clients expect (matrix-js-sdk matches its local echo to the send's
+            # response before the remote echo arrives in /sync).
+            self.reactor.callLater(0, self._finish_all, woken)
         for cb in self._callbacks:
             try:
                 cb(stream, position)
@@ -109,6 +112,10 @@ class Notifier:
             return await waiter.deferred
         finally:
             waiting_sync_requests.dec()
+
+    def _finish_all(self, waiters: set[_Waiter]) -> None:
+        for waiter in waiters:
+            self._finish(waiter, True)
 
     def _finish(self, waiter: _Waiter, changed: bool) -> None:
         if waiter.deferred.called:

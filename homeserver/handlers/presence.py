@@ -11,6 +11,7 @@ from one periodic sweep over the users who are not offline, not from per-user ti
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import replace
 from typing import Any
@@ -30,6 +31,8 @@ IDLE_TIMEOUT_MS = 5 * 60 * 1000  # no activity for this long: online -> unavaila
 OFFLINE_TIMEOUT_MS = 10 * 60 * 1000  # neither activity nor /sync for this long: -> offline
 SWEEP_INTERVAL_S = 30.0
 MAX_STATUS_MSG_LEN = 4096  # characters; the spec sets none, but presence is fanned out to every co-member
+# Changes remembered for incremental /sync (positions and users, ascending); older since tokens scan everyone.
+_CHANGE_LOG_MAX = 100_000
 
 
 class _ActivityHook:
@@ -68,6 +71,12 @@ class PresenceHandler:
         self._states: dict[str, UserPresence] = self.store.load_all_sync()
         # Writes are rare (state changes only) and must reach memory and the DB in stream order.
         self._write_lock = defer.DeferredLock()
+        # (stream_id, user_id) of every change made by this process, ascending: an incremental /sync looks only at
+        # the users who changed since its token instead of at everyone it shares a room with. Complete above
+        # ``_change_log_floor``.
+        self._change_positions: list[int] = []
+        self._change_users: list[str] = []
+        self._change_log_floor = self.store.stream_ids.current()
         hs.event_creation_handler.add_persist_hook(_ActivityHook(self))
         self._sweeper = task.LoopingCall(lambda: defer.ensureDeferred(self._run_sweep()))
         self._sweeper.clock = hs.clock
@@ -118,6 +127,19 @@ class PresenceHandler:
             return []
         now_ms = self.now_ms()
         events = []
+        if since is not None and not newcomers and lower >= self._change_log_floor:
+            lo = bisect.bisect_right(self._change_positions, lower)
+            hi = bisect.bisect_right(self._change_positions, upper)
+            changed = set(self._change_users[lo:hi])
+            if not changed:
+                return []
+            shared = await self.hs.room_store.get_users_who_share_room_with(user_id)
+            for other in sorted(changed & shared):
+                state = self._states.get(other)
+                if state is None or not lower < state.stream_id <= upper:
+                    continue
+                events.append({"type": "m.presence", "sender": other, "content": self.format_content(state, now_ms)})
+            return events
         for other in sorted(await self.hs.room_store.get_users_who_share_room_with(user_id)):
             state = self._states.get(other)
             if state is None or state.stream_id > upper:
@@ -222,6 +244,13 @@ class PresenceHandler:
                 await self.store.upsert_presence(new_states)
                 for state in new_states:
                     self._states[state.user_id] = state
+                    self._change_positions.append(state.stream_id)
+                    self._change_users.append(state.user_id)
+                if len(self._change_positions) > 2 * _CHANGE_LOG_MAX:
+                    cut = len(self._change_positions) - _CHANGE_LOG_MAX
+                    self._change_log_floor = self._change_positions[cut - 1]
+                    del self._change_positions[:cut]
+                    del self._change_users[:cut]
             finally:
                 for p in positions:
                     gen.mark_done(p)

@@ -372,7 +372,15 @@ class PushHandler:
             if waiting:
                 for log in waiting:
                     log.append((stream_ordering, thread_id, highlight))
+        # Sending moved the sender's read position of this thread to the event: that thread's count is now 0
+        # (every action of the room up to here was counted into a cached entry). Other threads keep theirs, so
+        # the cached entry is kept rather than re-read; an in-flight read for the sender is still discarded.
+        sender_key = (event.sender, room_id)
+        sender_entry = counts.get(sender_key)
         self.invalidate_counts(event.sender, room_id)
+        if sender_entry is not None and thread_id:
+            sender_entry[1].pop(thread_id, None)
+            counts[sender_key] = sender_entry
         if prepared.pushes:
             pushers = getattr(self.hs, "pusher_handler", None)
             if pushers is not None:

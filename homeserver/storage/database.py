@@ -4,6 +4,12 @@ Every query runs inside :meth:`Database.run_interaction`, which runs a function 
 pool and commits (or rolls back) at the end, retrying transactions the database aborted for serialization or
 deadlock reasons. SQLite uses one connection in one thread (WAL mode): SQLite allows one writer at a time anyway,
 and a single thread keeps it free of ``database is locked`` errors. PostgreSQL uses one connection per pool thread.
+
+Group commit (SQLite): transactions that queue up while the database thread is busy run together in one SQLite
+transaction, each inside its own SAVEPOINT, and are committed (and synced to disk) once. Each keeps its own
+outcome: one that raises is rolled back to its savepoint alone and its caller gets the exception; the others'
+callers get their results only after the shared COMMIT, so an acknowledged write is as durable as before while
+one disk sync serves many writes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from prometheus_client import Counter
 from twisted.internet import defer, threads
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from homeserver.config import DatabaseConfig
@@ -26,6 +33,8 @@ logger = logging.getLogger(__name__)
 R = TypeVar("R")
 
 _PG_RETRYABLE = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+# At most this many queued transactions share one SQLite commit (bounds the wait of the first of them).
+_GROUP_COMMIT_MAX = 64
 
 db_transactions = Counter("tocsin_db_transactions", "Database transactions run, by description", ["desc"])
 db_transaction_seconds = Counter("tocsin_db_transaction_seconds", "Time spent in database transactions (s, "
@@ -106,11 +115,19 @@ class Database:
         self.engine_name = "postgresql" if self.is_postgres else "sqlite"
         size = int(config.args.get("cp_max", 5)) if self.is_postgres else 1
         self._pool = ThreadPool(minthreads=1, maxthreads=size, name=f"db-{self.engine_name}")
+        # SQLite: reads that need not wait behind a disk sync (run_read) use a second, read-only connection on
+        # a thread of its own; WAL lets it read the last committed state while the writer commits.
+        self._read_pool = (None if self.is_postgres
+                           else ThreadPool(minthreads=1, maxthreads=1, name="db-sqlite-read"))
         self._local = threading.local()
         self._all_conns: list[Any] = []
         self._conns_lock = threading.Lock()
         self._sql_cache: dict[str, str] = {}
         self._started = False
+        # SQLite group commit: interactions waiting for the database thread, and whether a drain is scheduled.
+        self._queue: list[_Queued] = []
+        self._queue_lock = threading.Lock()
+        self._draining = False
 
     def start(self) -> None:
         """Start the thread pool; it is stopped before the reactor shuts down."""
@@ -118,6 +135,8 @@ class Database:
             return
         self._started = True
         self._pool.start()
+        if self._read_pool is not None:
+            self._read_pool.start()
         self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
 
     def stop(self) -> None:
@@ -125,6 +144,8 @@ class Database:
             return
         self._started = False
         self._pool.stop()
+        if self._read_pool is not None:
+            self._read_pool.stop()
         with self._conns_lock:
             for conn in self._all_conns:
                 try:
@@ -193,7 +214,6 @@ class Database:
 
     def _run_in_thread(self, desc: str, func: Callable[..., R], args: tuple[Any, ...],
                        kwargs: dict[str, Any]) -> tuple[R, list[tuple[Callable[..., Any], tuple[Any, ...]]]]:
-        attempts = 0
         started = time.perf_counter()
         try:
             return self._run_attempts(desc, func, args, kwargs)
@@ -248,12 +268,114 @@ class Database:
         (so a MatrixError raised inside reaches the client as is). Callbacks registered with ``txn.call_after``
         run on the reactor thread after commit, in order.
         """
-        result, after = await threads.deferToThreadPool(
-            self.reactor, self._pool, self._run_in_thread, desc, func, args, kwargs
-        )
+        if self.is_postgres:
+            result, after = await threads.deferToThreadPool(
+                self.reactor, self._pool, self._run_in_thread, desc, func, args, kwargs
+            )
+        else:
+            queued = _Queued(desc, func, args, kwargs, defer.Deferred())
+            with self._queue_lock:
+                self._queue.append(queued)
+                start = not self._draining
+                self._draining = True
+            if start:
+                self._pool.callInThread(self._drain)
+            result, after = await queued.deferred
         for fn, fargs in after:
             fn(*fargs)
         return result
+
+    # -- SQLite group commit (database thread) -----------------------------------------------------------------
+
+    def _drain(self) -> None:
+        while True:
+            with self._queue_lock:
+                batch = self._queue[:_GROUP_COMMIT_MAX]
+                del self._queue[:_GROUP_COMMIT_MAX]
+                if not batch:
+                    self._draining = False
+                    return
+            outcomes = self._run_batch(batch)
+            self.reactor.callFromThread(_deliver, outcomes)
+
+    def _run_batch(self, batch: list["_Queued"]) -> list[tuple["_Queued", bool, Any]]:
+        """Run ``batch`` as one transaction with a savepoint per interaction; fall back to one transaction each
+        when the shared transaction itself fails (nothing of it was committed then)."""
+        if len(batch) > 1:
+            started = time.perf_counter()
+            try:
+                outcomes = self._run_grouped(batch)
+            except Exception:  # noqa: BLE001 - e.g. SQLITE_BUSY from another process: retried one by one below
+                logger.info("group commit of %d transactions failed; running them one by one", len(batch),
+                            exc_info=True)
+            else:
+                share = (time.perf_counter() - started) / len(batch)
+                for q in batch:
+                    db_transactions.labels(q.desc).inc()
+                    db_transaction_seconds.labels(q.desc).inc(share)
+                return outcomes
+        out: list[tuple[_Queued, bool, Any]] = []
+        for q in batch:
+            try:
+                out.append((q, True, self._run_in_thread(q.desc, q.func, q.args, q.kwargs)))
+            except BaseException:  # noqa: BLE001 - handed to the caller's Deferred
+                out.append((q, False, Failure()))
+        return out
+
+    def _run_grouped(self, batch: list["_Queued"]) -> list[tuple["_Queued", bool, Any]]:
+        conn = self._get_conn()
+        cursor = conn.cursor()
+        out: list[tuple[_Queued, bool, Any]] = []
+        try:
+            cursor.execute("BEGIN")
+            try:
+                for i, q in enumerate(batch):
+                    txn = Txn(cursor, False, self._convert_sql)
+                    cursor.execute(f"SAVEPOINT g{i}")
+                    try:
+                        result = q.func(txn, *q.args, **q.kwargs)
+                    except Exception:  # noqa: BLE001 - this interaction alone fails
+                        failure = Failure()
+                        # Raises if SQLite already rolled the whole transaction back (then all are retried).
+                        cursor.execute(f"ROLLBACK TO g{i}")
+                        cursor.execute(f"RELEASE g{i}")
+                        out.append((q, False, failure))
+                    else:
+                        cursor.execute(f"RELEASE g{i}")
+                        out.append((q, True, (result, txn._after)))
+                cursor.execute("COMMIT")
+            except BaseException:
+                try:
+                    cursor.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the connection may be gone
+                    self._drop_conn()
+                raise
+        finally:
+            try:
+                cursor.close()
+            except Exception:  # noqa: BLE001
+                pass
+        return out
+
+    async def run_read(self, desc: str, func: Callable[..., R], *args: Any) -> R:
+        """Like :meth:`run_interaction` for a transaction that only reads: on SQLite it runs on the read-only
+        connection, so it never waits for other transactions' commits; it sees everything committed before it
+        starts. ``func`` must not write (SQLite refuses) nor use ``call_after``."""
+        if self._read_pool is None:
+            return await self.run_interaction(desc, func, *args)
+        result, _after = await threads.deferToThreadPool(self.reactor, self._read_pool, self._run_read_in_thread,
+                                                         desc, func, args)
+        return result
+
+    def _run_read_in_thread(self, desc: str, func: Callable[..., R],
+                            args: tuple[Any, ...]) -> tuple[R, list[tuple[Callable[..., Any], tuple[Any, ...]]]]:
+        if getattr(self._local, "conn", None) is None:
+            self._get_conn().execute("PRAGMA query_only=ON")
+        return self._run_in_thread(desc, func, args, {})
+
+    async def execute_read(self, desc: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """:meth:`execute` for a SELECT, through :meth:`run_read`."""
+        return await self.run_read(desc, lambda txn: txn.execute(sql, params).fetchall())
 
     async def execute(self, desc: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         """Run one statement and return all its rows (an empty list for statements without rows)."""
@@ -273,6 +395,29 @@ class Database:
         for fn, fargs in after:
             fn(*fargs)
         return result
+
+
+class _Queued:
+    """One interaction waiting for the SQLite thread."""
+
+    __slots__ = ("desc", "func", "args", "kwargs", "deferred")
+
+    def __init__(self, desc: str, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 deferred: defer.Deferred) -> None:
+        self.desc = desc
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.deferred = deferred
+
+
+def _deliver(outcomes: list[tuple[_Queued, bool, Any]]) -> None:
+    """Reactor thread: hand each interaction's result (or failure) to its caller, in queue order."""
+    for q, ok, value in outcomes:
+        if ok:
+            q.deferred.callback(value)
+        else:
+            q.deferred.errback(value)
 
 
 def deferred(coro: Any) -> defer.Deferred:

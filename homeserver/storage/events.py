@@ -125,7 +125,7 @@ class EventStore:
             else:
                 missing.append(event_id)
         if missing:
-            fetched = await self.db.run_interaction("get_events", self._fetch_events_txn, missing)
+            fetched = await self.db.run_read("get_events", self._fetch_events_txn, missing)
             for event in fetched:
                 self._cache_put(event)
                 result[event.event_id] = event
@@ -245,7 +245,7 @@ class EventStore:
         return rows[0][0] if rows else None
 
     async def get_txn_event_id(self, user_id: str, device_id: str, txn_id: str) -> str | None:
-        rows = await self.db.execute(
+        rows = await self.db.execute_read(
             "get_txn_event_id",
             "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
             user_id, device_id, txn_id,

@@ -227,3 +227,18 @@ def test_device_list_changed_after_a_quiet_period(api: Api) -> None:
     s2 = a.sync(s["next_batch"])
     assert b.user_id in s2["device_lists"]["changed"]
 
+
+
+def test_incremental_presence_only_from_changed_co_members(api: Api) -> None:
+    a, b, c = register(api), register(api), register(api)
+    room = a.create_room(preset="public_chat")
+    b.join(room)
+    sb, sc = b.sync()["next_batch"], c.sync()["next_batch"]
+    a.ok("PUT", f"presence/{q(a.user_id)}/status", {"presence": "online", "status_msg": "on call"})
+    got = b.sync(sb, filter={"presence": {"senders": [a.user_id]}})
+    assert [e["content"].get("status_msg") for e in got["presence"]["events"]] == ["on call"]
+    # c shares no room with a: the change is not c's business
+    assert [e for e in c.sync(sc)["presence"]["events"] if e["sender"] == a.user_id] == []
+    # nothing changed since b's last token: nothing again
+    again = b.sync(got["next_batch"], filter={"presence": {"senders": [a.user_id]}})
+    assert again["presence"]["events"] == []

@@ -68,6 +68,8 @@ def test_notifier_wakes_waiter_and_times_out() -> None:
     notifier.notify("events", 4, rooms=["!other:x"])
     assert not d.called
     notifier.notify("typing", 1, rooms=["!r:x"])
+    assert not d.called  # woken on the next reactor turn, after the notifying request has answered
+    clock.advance(0)
     assert d.called and d.result is True
     d2 = defer.ensureDeferred(notifier.wait_for_change("@b:x", [], StreamToken(events=4), 5_000))
     clock.advance(4.9)

@@ -83,14 +83,35 @@ def test_read_position_change_during_a_query_is_not_cached() -> None:
     assert result(fresh) == {"unread_notifications": {"notification_count": 0, "highlight_count": 0}}
 
 
-def test_own_message_invalidates_sender_counts() -> None:
+def test_own_message_zeroes_only_that_threads_cached_count() -> None:
     handler, store = make_handler(5)
-    first = counts_of(handler)
-    store.calls[0][3].callback({"main": (3, 0)})
+    first = counts_of(handler, threads=True)
+    store.calls[0][3].callback({"main": (3, 0), "$root": (2, 1)})
     result(first)
-    persisted(handler, 6, sender=BOB)  # Bob sent: his read position moved
-    counts_of(handler)
+    persisted(handler, 6, sender=BOB)  # Bob sent in the main timeline: his main read position moved to 6
+    assert result(counts_of(handler, threads=True)) == {
+        "unread_notifications": {"notification_count": 0, "highlight_count": 0},
+        "unread_thread_notifications": {"$root": {"notification_count": 2, "highlight_count": 1}},
+    }
+    persisted(handler, 7)  # Alice's next message counts again
+    persisted(handler, 8, sender=BOB, thread="$root")  # Bob answered in the thread
+    assert result(counts_of(handler, threads=True)) == {
+        "unread_notifications": {"notification_count": 1, "highlight_count": 0},
+        "unread_thread_notifications": {},
+    }
+    assert len(store.calls) == 1  # all of it from the cached entry
+
+
+def test_own_message_during_a_query_is_not_cached() -> None:
+    handler, store = make_handler(5)
+    pending = counts_of(handler)
+    persisted(handler, 6, sender=BOB)
+    store.calls[0][3].callback({"main": (3, 0)})  # read before Bob's read position moved
+    result(pending)
+    again = counts_of(handler)
     assert len(store.calls) == 2
+    store.calls[1][3].callback({})
+    assert result(again) == {"unread_notifications": {"notification_count": 0, "highlight_count": 0}}
 
 
 def test_thread_counts_split_by_thread() -> None:
