@@ -66,6 +66,25 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
         return code, raw.decode("utf-8", "replace")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, grace_s: float) -> None:
+    """SIGTERM ``proc`` if it runs, SIGKILL it if it has not exited after ``grace_s`` seconds, and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def tail_of(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of the log file at ``path`` ("" when it does not exist yet)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 class HomeserverUnderTest:
     """A homeserver the bridge is tested against. ``base_url``, ``server_name`` are set after :meth:`start`."""
 
@@ -157,19 +176,10 @@ class SynapseHomeserver(HomeserverUnderTest):
         wait_http(self.base_url + "/_matrix/client/versions", 120, self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, grace_s=20)
 
     def log_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail_of(self.log_path, lines)
 
 
 class TocsinHomeserver(HomeserverUnderTest):
@@ -197,10 +207,12 @@ class BridgeRegistration:
     """A bridge's appservice registration for a test session (tokens random, port chosen up front).
 
     ``localpart`` is the bot's localpart and the prefix of the bridge's room aliases (``#<localpart>-...``),
-    so several bridges can share a homeserver without seeing each other's rooms.
+    so several bridges can share a homeserver without seeing each other's rooms. ``extra`` adds top-level keys
+    to the registration (e.g. ``receive_ephemeral``).
     """
 
-    def __init__(self, directory: Path, server_name_regex: str = r"localhost", localpart: str = "alerts") -> None:
+    def __init__(self, directory: Path, server_name_regex: str = r"localhost", localpart: str = "alerts",
+                 extra: dict[str, Any] | None = None) -> None:
         self.port = free_port()
         self.localpart = localpart
         self.as_token = secrets.token_urlsafe(24)
@@ -220,6 +232,7 @@ class BridgeRegistration:
                         "aliases": [{"regex": f"#{localpart}-.*:{server_name_regex}", "exclusive": False}],
                         "rooms": [],
                     },
+                    **(extra or {}),
                 }
             )
         )
@@ -262,21 +275,12 @@ class BridgeSubprocess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        """Stop the process (SIGTERM, then SIGKILL)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        """Stop the process (SIGTERM, then SIGKILL after 10 s)."""
+        stop_process(self.proc, grace_s=10)
 
     def log_tail(self, lines: int = 80) -> str:
         """The last ``lines`` lines of the process's log ("" when there is none yet)."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail_of(self.log_path, lines)
 
 
 class BridgeProcess(BridgeSubprocess):

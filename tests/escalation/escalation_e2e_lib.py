@@ -28,35 +28,17 @@ from urllib.parse import parse_qs
 import yaml
 from aiosmtpd.controller import Controller
 
-from tests.alerts.harness import BridgeSubprocess, HomeserverUnderTest, free_port, http
+from tests.alerts.harness import BridgeRegistration, BridgeSubprocess, HomeserverUnderTest, free_port, http
 from tests.support.fake_http import QuietHandler
 
-class EphemeralRegistration:
+class EphemeralRegistration(BridgeRegistration):
     """Registration of an escalating bridge: bot ``@{localpart}``, aliases ``#{localpart}-*``; with ``ephemeral``
     the homeserver pushes ephemeral data (receipts) in transactions, without it the bridge falls back to /sync."""
 
     def __init__(self, directory: Path, localpart: str = "esc", ephemeral: bool = True,
                  server_name_regex: str = "localhost") -> None:
-        self.port = free_port()
-        self.localpart = localpart
-        self.as_token = secrets.token_urlsafe(24)
-        self.hs_token = secrets.token_urlsafe(24)
-        self.path = directory / f"{localpart}-registration.yaml"
-        self.path.write_text(yaml.safe_dump({
-            "id": f"tocsin-{localpart}-test",
-            "url": f"http://127.0.0.1:{self.port}",
-            "as_token": self.as_token,
-            "hs_token": self.hs_token,
-            "sender_localpart": localpart,
-            "rate_limited": False,
-            # Application Service API "Pushing ephemeral data" (MSC2409): receipts arrive in transactions.
-            "receive_ephemeral": ephemeral,
-            "namespaces": {
-                "users": [{"regex": f"@{localpart}:{server_name_regex}", "exclusive": True}],
-                "aliases": [{"regex": f"#{localpart}-.*:{server_name_regex}", "exclusive": False}],
-                "rooms": [],
-            },
-        }))
+        # Application Service API "Pushing ephemeral data" (MSC2409): receipts arrive in transactions.
+        super().__init__(directory, server_name_regex, localpart, extra={"receive_ephemeral": ephemeral})
 
 
 @dataclass
