@@ -42,12 +42,15 @@ class _ActivityHook:
         self.handler = handler
 
     async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> None:
+        """Nothing to prepare."""
         return None
 
     def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to write: activity is kept in memory."""
         pass
 
     def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """After commit: the event's sender was active now."""
         self.handler.note_activity(event.sender)
 
 
@@ -84,6 +87,7 @@ class PresenceHandler:
             self._sweeper.start(SWEEP_INTERVAL_S, now=False)
 
     def now_ms(self) -> int:
+        """The clock's current time in milliseconds since the epoch."""
         return int(self.clock.seconds() * 1000)
 
     def _current(self, user_id: str) -> UserPresence:

@@ -70,6 +70,9 @@ class Txn:
         return self
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run ``sql`` (``?`` placeholders) once per row of ``rows``; on PostgreSQL in batches of 500. No-op for no
+        rows.
+        """
         rows = [tuple(r) for r in rows]
         if not rows:
             return
@@ -81,9 +84,11 @@ class Txn:
             self._cursor.executemany(sql, rows)
 
     def fetchone(self) -> tuple[Any, ...] | None:
+        """The next row of the last query as a tuple, or None."""
         return self._cursor.fetchone()
 
     def fetchall(self) -> list[tuple[Any, ...]]:
+        """The remaining rows of the last query as tuples."""
         return self._cursor.fetchall()
 
     @property
@@ -91,6 +96,7 @@ class Txn:
         return self._cursor.rowcount
 
     def call_after(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the reactor thread once this transaction has committed (not on rollback)."""
         self._after.append((fn, args))
 
     def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
@@ -140,6 +146,7 @@ class Database:
         self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
 
     def stop(self) -> None:
+        """Stop the database threads and close every connection; no-op when not started."""
         if not self._started:
             return
         self._started = False

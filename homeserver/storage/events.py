@@ -40,6 +40,9 @@ class _RecentEvents:
         self.event_ids: list[str] = []
 
     def append(self, stream_ordering: int, event_id: str) -> None:
+        """Add the room's newest event (``stream_ordering`` ascending); past twice ``_RECENT_PER_ROOM`` entries the
+        oldest are dropped and ``floor`` raised to the last dropped position.
+        """
         self.positions.append(stream_ordering)
         self.event_ids.append(event_id)
         if len(self.positions) > 2 * _RECENT_PER_ROOM:
@@ -102,6 +105,7 @@ class EventStore:
             self._cache.popitem(last=False)
 
     def invalidate(self, event_id: str) -> None:
+        """Drop ``event_id`` from the in-memory event cache (e.g. after a redaction rewrote it)."""
         self._cache.pop(event_id, None)
 
     async def get_event(self, event_id: str, allow_none: bool = True) -> Event | None:
@@ -245,6 +249,9 @@ class EventStore:
         return rows[0][0] if rows else None
 
     async def get_txn_event_id(self, user_id: str, device_id: str, txn_id: str) -> str | None:
+        """The event ID already sent by ``user_id``'s ``device_id`` with transaction ID ``txn_id``, or None (spec:
+        "Transaction identifiers": a retried ``PUT`` returns the same event).
+        """
         rows = await self.db.execute_read(
             "get_txn_event_id",
             "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
