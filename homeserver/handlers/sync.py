@@ -225,11 +225,14 @@ class SyncHandler:
         typing_changed = self.typing.changed_since(room_id, since.typing if since else 0)
         receipts = getattr(self.hs, "receipts_handler", None)
         receipt_event = None
+        # A room the user just joined is sent as in an initial sync: its recent history (as far as history
+        # visibility allows) and its receipts, not only what happened after the join.
+        room_since = None if newly_joined else since
         if receipts is not None:
-            receipt_event = await receipts.get_sync_receipts(user_id, room_id, since, now)
+            receipt_event = await receipts.get_sync_receipts(user_id, room_id, room_since, now)
         if not (has_events or full_state or typing_changed or receipt_event or account_data):
             return None
-        lower = since.events if since is not None else 0
+        lower = room_since.events if room_since is not None else 0
         timeline: list[Event] = []
         limited = False
         if has_events or full_state:

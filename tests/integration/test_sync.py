@@ -362,3 +362,17 @@ def test_since_token_ahead_of_the_server_does_not_hide_new_messages(api: Api) ->
     later = alice.sync(since=first["next_batch"], timeout=5000)
     assert [e["content"]["body"] for e in timeline(later, room) if e["type"] == "m.room.message"] == \
         ["after the rollback"]
+
+
+def test_newly_joined_room_brings_its_recent_history(api: Api) -> None:
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    alice.send(room, "before bob came")
+    since = bob.sync()["next_batch"]
+    bob.join(room)
+    got = bob.sync(since=since)
+    events = timeline(got, room)
+    assert [e["content"]["body"] for e in events if e["type"] == "m.room.message"] == ["before bob came"]
+    assert events[-1]["type"] == "m.room.member" and events[-1]["state_key"] == bob.user_id
+    seen = {e["type"] for e in got["rooms"]["join"][room]["state"]["events"]} | {e["type"] for e in events}
+    assert {"m.room.create", "m.room.power_levels", "m.room.join_rules"} <= seen
