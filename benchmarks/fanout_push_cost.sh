@@ -10,6 +10,7 @@
 # /sync) and the ratios a/b and a/c.
 #
 #   benchmarks/fanout_push_cost.sh [ROUNDS]        (default 1; round 2 runs c, b, a; round 3 a, b, c...)
+#   START_ROUND=2 benchmarks/fanout_push_cost.sh 2  (continues an alternation: rounds 2 and 3, c b a first)
 #
 # Protocol per server, as ../shared/bench/README.md recommends: start fresh, build the setup once
 # (--setup-only --state), restart the server, measure with the same --state. Later rounds reuse the setup on a
@@ -25,6 +26,8 @@ BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
 PY="$ROOT/.venv/bin/python"
 SYN_PY="${SYNAPSE_VENV:-/work/synapse-venv}/bin/python"
 rounds="${1:-1}"
+start_round="${START_ROUND:-1}"
+last_round=$((start_round + rounds - 1))
 OUT="${OUT:-/tmp/fanout-push-cost}"
 NOPUSH="${NOPUSH_WORKTREE:-/tmp/tocsin-nopush}"
 mkdir -p "$OUT"
@@ -121,8 +124,8 @@ bench() {  # $1 = variant, rest = matrix_bench options
 
 tocsin_config a; tocsin_config b; synapse_config
 echo "variant round waited_s uptime_before" > "$OUT/loads.txt"
-for r in $(seq 1 "$rounds"); do
-    if [ $((r % 2)) = 1 ]; then order="a b c"; else order="c b a"; fi
+for r in $(seq "$start_round" "$last_round"); do
+    if [ $((r % 2)) = 1 ]; then order="a b c"; else order="c b a"; fi  # by round number: alternates across calls
     for v in $order; do
         start_server "$v"
         if [ ! -f "$work/state-$v.json" ]; then
@@ -139,9 +142,10 @@ for r in $(seq 1 "$rounds"); do
     done
 done
 
-"$PY" - "$OUT" "$rounds" "$head_rev" "$(git -C "$ROOT" rev-parse --short "$parent")" <<'PYEOF' | tee "$OUT/table.txt"
+"$PY" - "$OUT" "$start_round" "$last_round" "$head_rev" "$(git -C "$ROOT" rev-parse --short "$parent")" <<'PYEOF' | tee "$OUT/table.txt"
 import json, os, statistics, sys
-out, rounds, head, parent = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+out, first, last, head, parent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+rounds = range(first, last + 1)
 loads = {}
 for line in open(os.path.join(out, "loads.txt")).read().splitlines()[1:]:
     v, r, waited, rest = line.split(" ", 3)
@@ -150,7 +154,7 @@ names = {"a": f"tocsin HEAD {head}", "b": f"tocsin before push {parent}", "c": "
 cpu = {}
 print(f"{'round':>5} {'server':<28} {'cpu ms/msg':>10} {'us/delivery':>11} {'last ms':>8} {'missing':>7} "
       f"{'other cores':>11}  load before (1/5/15 min)")
-for r in range(1, rounds + 1):
+for r in rounds:
     for v in "abc":
         doc = json.load(open(os.path.join(out, f"{v}-round{r}.json")))
         res = doc["results"]
@@ -160,10 +164,10 @@ for r in range(1, rounds + 1):
         print(f"{r:>5} {names[v]:<28} {1000 * per_msg:>10.1f} {1e6 * per_msg / recv:>11.1f} "
               f"{res['last_member_ms_median']:>8} {res['missing_total']:>7} "
               f"{res['window'].get('other_load_cores')!s:>11}  {loads[(v, r)]}")
-for r in range(1, rounds + 1):
+for r in rounds:
     print(f"round {r}: a/b = {cpu[('a', r)] / cpu[('b', r)]:.2f}   a/c = {cpu[('a', r)] / cpu[('c', r)]:.2f}")
-if rounds > 1:
-    ab = statistics.median(cpu[("a", r)] / cpu[("b", r)] for r in range(1, rounds + 1))
-    ac = statistics.median(cpu[("a", r)] / cpu[("c", r)] for r in range(1, rounds + 1))
+if len(rounds) > 1:
+    ab = statistics.median(cpu[("a", r)] / cpu[("b", r)] for r in rounds)
+    ac = statistics.median(cpu[("a", r)] / cpu[("c", r)] for r in rounds)
     print(f"median over rounds: a/b = {ab:.2f}   a/c = {ac:.2f}")
 PYEOF
