@@ -12,6 +12,7 @@ from typing import Any
 
 from homeserver.events import KNOWN_ROOM_VERSIONS
 from homeserver.events.canonical import validate_canonical_json
+from homeserver.types import is_valid_user_id
 from homeserver.handlers.event_validation import check_content_fits, validate_state_content
 from homeserver.http.auth import Requester
 from homeserver.http.errors import (
@@ -94,7 +95,7 @@ class RoomCreationHandler:
             raise InvalidParamError(f"Unknown preset {preset_name!r}")
         preset = PRESETS[preset_name]
         invite = body.get("invite", [])
-        if not isinstance(invite, list) or not all(isinstance(u, str) and _is_user_id(u) for u in invite):
+        if not isinstance(invite, list) or not all(isinstance(u, str) and is_valid_user_id(u) for u in invite):
             raise InvalidParamError("invite must be a list of user IDs")
         for key, types in (("name", str), ("topic", str), ("room_alias_name", str), ("is_direct", bool),
                            ("creation_content", dict), ("power_level_content_override", dict),
@@ -242,10 +243,6 @@ def _check_initial_power_levels(creator: str, power_levels: dict[str, Any], plan
                 f"{required} needed for {what}", Codes.INVALID_ROOM_STATE)
 
 
-def _is_user_id(value: str) -> bool:
-    return value.startswith("@") and ":" in value and len(value.encode()) <= 255
-
-
 def parse_room_alias(alias: str, server_name: str) -> str:
     """Validate ``#localpart:server``; raises InvalidParamError (400)."""
     if not alias.startswith("#") or ":" not in alias or len(alias.encode()) > 255:
@@ -269,8 +266,6 @@ class DirectoryHandler:
         if alias.split(":", 1)[1] != self.hs.hostname:
             raise InvalidParamError("Room alias must be on this server")
         if not await self.room_store.room_exists(room_id):
-            from homeserver.http.errors import NotFoundError
-
             raise NotFoundError("Unknown room")
         appservices = getattr(self.hs, "appservices", None)
         if appservices is not None and appservices.is_exclusive_alias(alias, requester):
@@ -290,23 +285,23 @@ class DirectoryHandler:
         parse_room_alias(alias, self.hs.hostname)
         found = await self.room_store.get_alias(alias)
         if found is None:
-            from homeserver.http.errors import NotFoundError
-
             raise NotFoundError("Room alias not found")
         room_id, creator = found
         if creator != requester.user_id:
-            from homeserver.events.auth import get_user_power_level
-
-            state = await self.room_store.get_current_state(room_id, [("m.room.power_levels", ""),
-                                                                      ("m.room.create", "")])
-            pl_event = state.get(("m.room.power_levels", ""))
-            needed = 50
-            if pl_event is not None:
-                needed = pl_event.content.get("events", {}).get("m.room.canonical_alias",
-                                                                pl_event.content.get("state_default", 50))
-            if get_user_power_level(requester.user_id, state) < needed:
+            if not await self.may_manage_room_aliases(requester.user_id, room_id):
                 raise ForbiddenError("You don't have permission to delete the alias")
         await self.room_store.delete_alias(alias)
+
+    async def may_manage_room_aliases(self, user_id: str, room_id: str) -> bool:
+        """Whether ``user_id``'s power level in ``room_id`` allows sending ``m.room.canonical_alias``: the level
+        Synapse (and this server) require to delete others' aliases or change the room's directory visibility."""
+        from homeserver.events.auth import get_send_level, get_user_power_level
+
+        state = await self.room_store.get_current_state(room_id, [("m.room.power_levels", ""),
+                                                                  ("m.room.create", "")])
+        pl_event = state.get(("m.room.power_levels", ""))
+        needed = get_send_level("m.room.canonical_alias", True, pl_event.content if pl_event else None)
+        return get_user_power_level(user_id, state) >= needed
 
     async def resolve_alias(self, alias: str) -> str:
         """The room ID; raises 404 ``M_NOT_FOUND``. Asks appservices for aliases in their namespace."""
@@ -317,7 +312,5 @@ class DirectoryHandler:
             if appservices is not None and await appservices.query_alias(alias):
                 found = await self.room_store.get_alias(alias)
         if found is None:
-            from homeserver.http.errors import NotFoundError
-
             raise NotFoundError(f"Room alias {alias} not found")
         return found[0]

@@ -68,15 +68,8 @@ def register_servlets(hs: Any, router: Any) -> None:
             raise InvalidParamError("visibility must be 'public' or 'private'")
         if await rooms.get_room_is_public(room_id) is None:
             raise NotFoundError("Unknown room")
-        from homeserver.events.auth import get_user_power_level
-
-        state = await rooms.get_current_state(room_id, [("m.room.power_levels", ""), ("m.room.create", "")])
-        pl = state.get(("m.room.power_levels", ""))
-        needed = 50
-        if pl is not None:
-            needed = pl.content.get("events", {}).get("m.room.canonical_alias", pl.content.get("state_default", 50))
         if await rooms.get_membership(room_id, requester.user_id) != "join" or \
-                get_user_power_level(requester.user_id, state) < needed:
+                not await directory.may_manage_room_aliases(requester.user_id, room_id):
             raise ForbiddenError("You don't have permission to change the room's directory visibility")
         await rooms.set_room_is_public(room_id, visibility == "public")
         return 200, {}

@@ -8,14 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.http.auth import get_access_token
-from homeserver.http.errors import InvalidParamError, MissingParamError
+from homeserver.http.errors import MissingParamError
+from homeserver.types import parse_user_id
 from homeserver.http.server import CLIENT_PREFIX, PARAM, parse_json_object
-
-
-def _check_user_id(user_id: str) -> None:
-    """400 ``M_INVALID_PARAM`` for something that is not a user ID at all (an unknown user is 404 later)."""
-    if not user_id.startswith("@") or ":" not in user_id or len(user_id.encode()) > 255:
-        raise InvalidParamError(f"{user_id!r} is not a user ID")
 
 
 def register_servlets(hs: Any, router: Any) -> None:
@@ -33,11 +28,11 @@ def register_servlets(hs: Any, router: Any) -> None:
         return (await hs.auth.get_user_by_req(request)).user_id
 
     async def get_profile(request: Any, user_id: str) -> tuple[int, Any]:
-        _check_user_id(user_id)
+        parse_user_id(user_id)
         return 200, await handler.get_profile(user_id, await _viewer(request))
 
     async def get_field(request: Any, user_id: str, field: str) -> tuple[int, Any]:
-        _check_user_id(user_id)
+        parse_user_id(user_id)
         return 200, {field: await handler.get_profile_field(user_id, field, await _viewer(request))}
 
     async def put_field(request: Any, user_id: str, field: str) -> tuple[int, Any]:
