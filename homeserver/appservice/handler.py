@@ -282,14 +282,16 @@ class AppServices:
     def after_persist(self, event: Event, stream_ordering: int, prepared: list[str]) -> None:
         """Persist hook, after commit: wake the transaction sender of each appservice in ``prepared``."""
         for as_id in prepared:
-            sender = self.senders[as_id]
-            sender.queued += 1
-            # After this call returns the event's position is marked done, so the sender can read it.
-            self.clock.callLater(0, sender.kick)
+            self.senders[as_id].on_event_queued(stream_ordering)
 
     # -- ephemeral data (typing, receipts) -----------------------------------------------------------------------
 
     def _on_stream(self, stream: str, position: int) -> None:
+        if stream == "events":
+            # A sender may have left queued events above a then-incomplete position (out-of-order commits).
+            for sender in self.senders.values():
+                sender.on_events_position(position)
+            return
         if stream not in ("typing", "receipts") or not any(s.receive_ephemeral and s.url for s in self.services):
             return
         if stream == "typing":

@@ -28,6 +28,8 @@ MAX_EVENTS_PER_TRANSACTION = 100
 MAX_EPHEMERAL_PENDING = 1000
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
+#: How often (s) a sender waiting for a lower event position to complete looks again without an announcement.
+RETRY_WAITING_S = 1.0
 
 queued_events = Gauge("tocsin_appservice_queued_events",
                       "Events for the appservice not yet acknowledged (queued or in the in-flight transaction)",
@@ -63,6 +65,11 @@ class AppServiceSender:
         self._ephemeral: list[dict[str, Any]] = []
         self._running = False
         self._kicked = False
+        # The highest event position queued for this appservice, and the position the sender waits for when its
+        # last look at the queue could not take everything because a lower event was still being persisted.
+        self._highest_queued = 0
+        self._waiting_for = 0
+        self._retry_call: Any = None
         label = service.id
         queued_events.labels(label).set_function(lambda: self.queued + self.in_flight)
         seconds_since_success.labels(label).set_function(
@@ -84,6 +91,33 @@ class AppServiceSender:
         if len(self._ephemeral) > MAX_EPHEMERAL_PENDING:
             del self._ephemeral[: len(self._ephemeral) - MAX_EPHEMERAL_PENDING]
         self.kick()
+
+    def on_event_queued(self, stream_ordering: int) -> None:
+        """An event at ``stream_ordering`` was queued for this appservice (its transaction committed): deliver
+        it once every lower event position is persisted."""
+        self.queued += 1
+        self._highest_queued = max(self._highest_queued, stream_ordering)
+        # After the persist hook returns the event's position is marked done, so the sender can read it.
+        self.clock.callLater(0, self.kick)
+
+    def on_events_position(self, position: int) -> None:
+        """The events stream was announced up to ``position`` (announcements come in order, once every lower
+        position is persisted). Kicks the sender if it left queued events above the complete position."""
+        if self._waiting_for and position >= self._waiting_for:
+            self._waiting_for = 0
+            self.kick()
+
+    def _retry_if_still_waiting(self) -> None:
+        # Fallback for a lower position that is released without an announcement (its persist failed): the
+        # events listener would not fire until the next event, so look again while still waiting.
+        self._retry_call = None
+        if not self._waiting_for:
+            return
+        if self.hs.event_store.stream_ids.current() >= self._waiting_for:
+            self._waiting_for = 0
+            self.kick()
+        else:
+            self._retry_call = self.clock.callLater(RETRY_WAITING_S, self._retry_if_still_waiting)
 
     def kick(self) -> None:
         """Start delivering if idle; if a delivery loop runs, make it look at the queue once more."""
@@ -128,6 +162,12 @@ class AppServiceSender:
             # Only positions below which every event is committed: a later-committing lower position must not
             # be overtaken (order), nor skipped.
             max_pos = self.hs.event_store.stream_ids.current()
+            if self._highest_queued > max_pos:
+                # Events queued above max_pos stay for now; nothing else may kick this sender when max_pos later
+                # passes them (the lower event need not interest this appservice), so wait for that position.
+                self._waiting_for = max(self._waiting_for, self._highest_queued)
+                if self._retry_call is None:
+                    self._retry_call = self.clock.callLater(RETRY_WAITING_S, self._retry_if_still_waiting)
             txn = await self.store.create_transaction(self.service.id, max_pos, MAX_EVENTS_PER_TRANSACTION,
                                                       ephemeral)
         except BaseException:

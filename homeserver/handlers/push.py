@@ -12,6 +12,7 @@ and the user's own last message); they are cached per (user, room) and kept exac
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from typing import Any, Iterable
 from twisted.internet import defer
 
 from homeserver.events import Event
+from homeserver.events.auth import CREATE, POWER_LEVELS, get_user_power_level
 from homeserver.http.errors import InvalidParamError
 from homeserver.push import (
     PushRuleEvaluator,
@@ -32,7 +34,6 @@ from homeserver.push import (
     validate_enabled_body,
     validate_rule,
 )
-from homeserver.push.evaluator import parse_power_level
 from homeserver.push.rules import is_default_rule_id
 from homeserver.storage.push import PushStore, upsert_read_position_txn
 
@@ -95,11 +96,17 @@ class PushHandler:
         # Bumped by every rule edit: a ruleset read from the database before an edit is not cached after it.
         self._rules_version = 0
         self._display_names: OrderedDict[str, Any] = OrderedDict()
-        # (user_id, room_id) -> [covered_stream_ordering, {thread_id: [notifications, highlights]}]
+        # (user_id, room_id) -> [covered_stream_ordering, {thread_id: [notifications, highlights]},
+        #                        {thread_id: read position set by the user's own later message}]
         self._counts: OrderedDict[tuple[str, str], list[Any]] = OrderedDict()
         # Queries in flight per key: new actions are recorded for them so their result can be completed.
         self._counts_inflight: dict[tuple[str, str], list[list[tuple[int, str, int]]]] = {}
         self._counts_gen: dict[tuple[str, str], int] = {}
+        # Actions announced (after_persist) while a lower event position was still in flight, i.e. above
+        # stream_ids.current(): a fill reads only up to current(), so it takes these from here. An entry leaves once
+        # current() passes it (every later fill reads it from the database). Heap of (stream_ordering, keys).
+        self._counts_ahead: dict[tuple[str, str], list[tuple[int, str, int]]] = {}
+        self._counts_ahead_heap: list[tuple[int, list[tuple[str, str]]]] = []
         self._actions_memo: dict[int, tuple[list[Any], tuple[bool, int, str]]] = {}
         self._sentinel_rules = PushRuleset(_SENTINEL_USER).evaluation_rules()
         self._sentinel_positions = {rule["rule_id"]: i for i, rule in enumerate(self._sentinel_rules)}
@@ -283,18 +290,14 @@ class PushHandler:
         if not targets:
             return _Prepared(thread_id, [], [])
 
-        pl_id = state_ids.get(("m.room.power_levels", ""))
-        pl_event = await self.event_store.get_event(pl_id) if pl_id else None
+        # The sender's level by the room version's own rules (v10: the creator is content.creator, v11: the sender
+        # of m.room.create; without power levels the creator has 100).
+        auth_ids = {k: state_ids[k] for k in (POWER_LEVELS, CREATE) if k in state_ids}
+        auth_events = await self.event_store.get_events(auth_ids.values()) if auth_ids else {}
+        auth_state = {k: auth_events[e] for k, e in auth_ids.items() if e in auth_events}
+        pl_event = auth_state.get(POWER_LEVELS)
         pl_content = pl_event.content if pl_event is not None else {}
-        if pl_event is not None:
-            users = pl_content.get("users")
-            level = users.get(sender) if isinstance(users, dict) else None
-            sender_level = parse_power_level(level, parse_power_level(pl_content.get("users_default"), 0))
-        else:
-            # Without power levels the room creator has 100 and everyone else 0 (room versions <= 11).
-            create_id = state_ids.get(("m.room.create", ""))
-            create = await self.event_store.get_event(create_id) if create_id else None
-            sender_level = 100 if create is not None and create.sender == sender else 0
+        sender_level = get_user_power_level(sender, auth_state)
 
         event_dict: JsonDict = {
             "type": event.type,
@@ -361,10 +364,18 @@ class PushHandler:
         thread_id = prepared.thread_id
         counts = self._counts
         inflight = self._counts_inflight
+        ahead = self._counts_ahead
+        self._prune_counts_ahead()
+        if prepared.actions:
+            # This event's own position is still in flight here (mark_done follows), so it is above current():
+            # a fill starting before a lower position commits must still count it.
+            heapq.heappush(self._counts_ahead_heap,
+                           (stream_ordering, [(user_id, room_id) for user_id, _, _ in prepared.actions]))
         for user_id, highlight, _ in prepared.actions:
             key = (user_id, room_id)
+            ahead.setdefault(key, []).append((stream_ordering, thread_id, highlight))
             entry = counts.get(key)
-            if entry is not None and entry[0] < stream_ordering:
+            if entry is not None and entry[0] < stream_ordering and entry[2].get(thread_id, 0) < stream_ordering:
                 per_thread = entry[1].setdefault(thread_id, [0, 0])
                 per_thread[0] += 1
                 per_thread[1] += highlight
@@ -377,9 +388,11 @@ class PushHandler:
         # the cached entry is kept rather than re-read; an in-flight read for the sender is still discarded.
         sender_key = (event.sender, room_id)
         sender_entry = counts.get(sender_key)
-        self.invalidate_counts(event.sender, room_id)
+        self.invalidate_counts(event.sender, room_id, thread_id, stream_ordering)
         if sender_entry is not None and thread_id:
             sender_entry[1].pop(thread_id, None)
+            # A lower event of this thread committing later is already read by the new position.
+            sender_entry[2][thread_id] = max(sender_entry[2].get(thread_id, 0), stream_ordering)
             counts[sender_key] = sender_entry
         if prepared.pushes:
             pushers = getattr(self.hs, "pusher_handler", None)
@@ -388,12 +401,41 @@ class PushHandler:
 
     # -- unread counts -------------------------------------------------------------------------------------------
 
-    def invalidate_counts(self, user_id: str, room_id: str) -> None:
+    def invalidate_counts(self, user_id: str, room_id: str, thread_id: str | None = None,
+                          read_upto: int | None = None) -> None:
         """Forget cached counts after the user's read position moved (receipt or own message); call after the
-        change committed."""
+        change committed.
+
+        ``thread_id`` (``""``: every thread, as an unthreaded receipt; ``"main"`` or a thread root) and
+        ``read_upto`` (the new read position, an event stream ordering) say what is now read, so actions
+        announced ahead of ``current()`` at or below it are not counted by a later fill.
+        """
         key = (user_id, room_id)
         self._counts.pop(key, None)
         self._counts_gen[key] = self._counts_gen.get(key, 0) + 1
+        ahead = self._counts_ahead.get(key)
+        if ahead and read_upto is not None and thread_id is not None:
+            kept = [a for a in ahead if a[0] > read_upto or (thread_id and a[1] != thread_id)]
+            if kept:
+                self._counts_ahead[key] = kept
+            else:
+                del self._counts_ahead[key]
+
+    def _prune_counts_ahead(self) -> None:
+        """Drop announced actions at or below ``current()``: a fill starting now reads them from the database."""
+        heap = self._counts_ahead_heap
+        if not heap:
+            return
+        current = self.event_store.stream_ids.current()
+        keys: set[tuple[str, str]] = set()
+        while heap and heap[0][0] <= current:
+            keys.update(heapq.heappop(heap)[1])
+        for key in keys:
+            kept = [a for a in self._counts_ahead.get(key, ()) if a[0] > current]
+            if kept:
+                self._counts_ahead[key] = kept
+            else:
+                self._counts_ahead.pop(key, None)
 
     async def _thread_counts(self, user_id: str, room_id: str) -> dict[str, list[int]]:
         key = (user_id, room_id)
@@ -402,8 +444,11 @@ class PushHandler:
             self._counts.move_to_end(key)
             return entry[1]
         gen = self._counts_gen.get(key, 0)
+        self._prune_counts_ahead()
         upto = self.event_store.stream_ids.current()
-        log: list[tuple[int, str, int]] = []
+        # Announced before this fill but above its bound (committed out of order): not in the query's rows and not
+        # in the in-flight log, which only sees announcements from now on.
+        log: list[tuple[int, str, int]] = [a for a in self._counts_ahead.get(key, ()) if a[0] > upto]
         self._counts_inflight.setdefault(key, []).append(log)
         try:
             rows = await self.store.get_unread_counts(user_id, room_id, upto)
@@ -414,14 +459,17 @@ class PushHandler:
                 if not waiting:
                     del self._counts_inflight[key]
         per_thread = {t: [n, h] for t, (n, h) in rows.items()}
-        # Actions persisted after `upto` were not in the query; count those announced while it ran.
+        # Actions persisted after `upto` were not in the query; count those announced before (above the bound)
+        # or while it ran, each position once.
+        seen: set[int] = set()
         for so, thread_id, highlight in log:
-            if so > upto:
+            if so > upto and so not in seen:
+                seen.add(so)
                 counts = per_thread.setdefault(thread_id, [0, 0])
                 counts[0] += 1
                 counts[1] += highlight
         if self._counts_gen.get(key, 0) == gen and key not in self._counts:
-            self._counts[key] = [upto, per_thread]
+            self._counts[key] = [upto, per_thread, {}]
             if len(self._counts) > _COUNTS_CACHE_SIZE:
                 self._counts.popitem(last=False)
         return per_thread

@@ -99,8 +99,12 @@ class ReceiptsHandler:
             return
         push = getattr(self.hs, "push_handler", None)
         if push is not None:
-            push.invalidate_counts(user_id, room_id)
-        self.notifier.notify("receipts", pos, users=[user_id], rooms=[room_id])
+            push.invalidate_counts(user_id, room_id, thread_id or "", event.internal_metadata["stream_ordering"])
+        if receipt_type == "m.read.private":
+            # Only its owner ever sees a private receipt: waking every member's /sync would send them nothing.
+            self.notifier.notify("receipts", pos, users=[user_id])
+        else:
+            self.notifier.notify("receipts", pos, users=[user_id], rooms=[room_id])
 
     async def set_read_markers(self, user_id: str, room_id: str, body: JsonDict) -> None:
         """``POST /rooms/{roomId}/read_markers``: ``m.fully_read`` (room account data ``{"event_id": ...}``),
