@@ -84,9 +84,14 @@ class PaginationHandler:
             end_pos = last - 1 if direction == "b" else last
             body["end"] = from_token.copy_and_replace("events", end_pos).to_string()
         if getattr(event_filter, "lazy_load_members", False) and visible:
-            senders = sorted({e.sender for e in visible})
-            members = await self.room_store.get_current_state(room_id, [("m.room.member", s) for s in senders])
-            body["state"] = await self.serializer.serialize(list(members.values()), requester)
+            # The senders' membership as of the chunk, not as of now: a member who since left or changed name
+            # must appear as the chunk showed them. Taken at the chunk's newest event (the last one paginating
+            # forwards, the first backwards) because every sender of the chunk has a membership by then.
+            senders = {e.sender for e in visible}
+            newest = max(e.internal_metadata["stream_ordering"] for e in visible)
+            state = await self.room_store.get_state_at(room_id, newest)
+            members = [e for (t, k), e in sorted(state.items()) if t == "m.room.member" and k in senders]
+            body["state"] = await self.serializer.serialize(members, requester)
         return body
 
     async def get_context(self, requester: Requester, room_id: str, event_id: str, limit: int,

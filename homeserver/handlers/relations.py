@@ -21,6 +21,8 @@ from homeserver.streams import StreamToken
 
 RECURSION_DEPTH = 3
 _MAX_CHILDREN_PER_LEVEL = 1000
+# Thread replies looked at when a thread's latest reply is hidden from the user (to find the latest they may see).
+_MAX_THREAD_SCAN = 1000
 
 
 class RelationsHandler:
@@ -128,14 +130,28 @@ class RelationsHandler:
         all_edits = [edit_id for edits in raw.edits.values() for edit_id, _ in edits]
         wanted = all_edits + [t[1] for t in raw.threads.values()]
         loaded = await self.event_store.get_events(wanted) if wanted else {}
+        # Bundled children obey history visibility like any other event: someone who left must not learn of
+        # edits or replies made after they left through the bundle of an event they may see.
+        visible = {e.event_id for e in await self.visibility.filter_events_for_user(user_id, list(loaded.values()))}
         latest_edit: dict[str, str] = {}
         for parent_id, edits in raw.edits.items():
             # A replacement without an m.new_content object replaces nothing (spec: "Event replacements").
-            valid = [e for e in edits if e[0] in loaded and isinstance(loaded[e[0]].content.get("m.new_content"), dict)]
+            valid = [e for e in edits if e[0] in visible
+                     and isinstance(loaded[e[0]].content.get("m.new_content"), dict)]
             if valid:
                 # Spec: the most recent by origin_server_ts, ties broken by the lexicographically largest event ID.
                 latest_edit[parent_id] = max(valid, key=lambda e: (e[1], e[0]))[0]
-        wanted = list(latest_edit.values()) + [t[1] for t in raw.threads.values()]
+        threads: dict[str, tuple[int, str]] = {}
+        for parent_id, (count, latest_id) in raw.threads.items():
+            if latest_id in visible:
+                threads[parent_id] = (count, latest_id)
+            else:
+                summary = await self._visible_thread_summary(parent_id, user_id)
+                latest = await self.event_store.get_event(summary[1]) if summary is not None else None
+                if summary is not None and latest is not None:
+                    threads[parent_id] = summary
+                    loaded[latest.event_id] = latest
+        wanted = list(latest_edit.values()) + [t[1] for t in threads.values()]
         to_serialize = [loaded[i] for i in dict.fromkeys(wanted) if i in loaded]
         # bundle_relations=False: a bundled event must not carry bundles itself (no unbounded recursion).
         serialized = dict(zip(
@@ -149,7 +165,7 @@ class RelationsHandler:
             edit_id = latest_edit.get(eid)
             if edit_id in serialized and not event.is_state():
                 bundle["m.replace"] = serialized[edit_id]
-            thread = raw.threads.get(eid)
+            thread = threads.get(eid)
             if thread is not None and thread[1] in serialized:
                 bundle["m.thread"] = {
                     "latest_event": serialized[thread[1]],
@@ -162,6 +178,21 @@ class RelationsHandler:
             if bundle:
                 out[eid] = bundle
         return out
+
+    async def _visible_thread_summary(self, root_id: str, user_id: str) -> tuple[int, str] | None:
+        """``(count, latest event_id)`` of the replies to thread ``root_id`` that ``user_id`` may see, newest
+        first among at most :data:`_MAX_THREAD_SCAN` replies; None if they see none. The slow path of
+        :meth:`get_bundled_aggregations`, taken only when the thread's latest reply is hidden from the user."""
+        root = await self.event_store.get_event(root_id)
+        if root is None:
+            return None
+        rows = await self.store.get_relations_page(root.room_id, [root_id], "m.thread", None, None, None, "b",
+                                                   _MAX_THREAD_SCAN)
+        replies = await self.event_store.get_events_as_list([r[0] for r in rows])
+        seen = await self.visibility.filter_events_for_user(user_id, replies)
+        if not seen:
+            return None
+        return len(seen), seen[0].event_id
 
 
 class AnnotationDedupeHook:

@@ -154,7 +154,8 @@ class SyncHandler:
                     newly_left.add(room_id)
                 include = (since is None and flt.include_leave) or (since is not None and changed_in_range)
                 if include:
-                    left = await self._left_room(requester, room_id, since, pos, now, flt, room_ad.get(room_id))
+                    left = await self._left_room(requester, room_id, since, pos, now, flt, room_ad.get(room_id),
+                                                 ignored)
                     if left is not None:
                         leave[room_id] = left
 
@@ -299,9 +300,10 @@ class SyncHandler:
         return room
 
     async def _left_room(self, requester: Requester, room_id: str, since: StreamToken | None, leave_pos: int,
-                         now: StreamToken, flt: Filter, account_data: dict[str, Any] | None) -> dict[str, Any]:
+                         now: StreamToken, flt: Filter, account_data: dict[str, Any] | None,
+                         ignored: set[str]) -> dict[str, Any]:
         lower = since.events if since is not None else 0
-        timeline, limited = await self._timeline(requester, room_id, lower, leave_pos, flt, set())
+        timeline, limited = await self._timeline(requester, room_id, lower, leave_pos, flt, ignored)
         timeline_start = (timeline[0].internal_metadata["stream_ordering"] - 1) if timeline else leave_pos
         if since is None or limited:
             state_map = await self.room_store.get_state_at(room_id, timeline_start)

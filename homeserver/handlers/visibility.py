@@ -99,18 +99,31 @@ class VisibilityHandler:
         return [e for e in events if e.event_id in allowed]
 
     async def check_user_can_see_room(self, user_id: str, room_id: str) -> str | None:
-        """The user's current membership if they may read the room at all; raises 403 if they never were in it
-        (and the room is not world-readable)."""
+        """Whether ``user_id`` may read ``room_id``'s timeline and state at all (``/messages``, ``/context``,
+        ``/event``, ``/state``, ``/members``, relations, ``timestamp_to_event``).
+
+        Returns ``"join"`` for a member, ``"leave"``/``"ban"`` for a former member (who reads up to
+        :meth:`visible_up_to`), or None for anyone else in a ``world_readable`` room. Raises ForbiddenError (403)
+        for a user who is not and never was joined (invitees included: they get the stripped state of ``/sync``,
+        as in Synapse), and for a former member who forgot the room (``POST /forget``: it is as if they had
+        never joined) unless the room is world-readable.
+        """
         membership = await self.room_store.get_membership(room_id, user_id)
-        if membership in ("join", "leave", "ban", "invite"):
-            if membership == "leave":
-                history = await self.room_store.get_membership_history(room_id, user_id)
-                if not any(m == "join" for _, m in history) and not await self._world_readable(room_id):
-                    raise ForbiddenError("You are not in this room")
+        if membership == "join":
             return membership
+        if membership in ("leave", "ban"):
+            history = await self.room_store.get_membership_history(room_id, user_id)
+            if any(m == "join" for _, m in history) and not await self._forgotten(user_id, room_id):
+                return membership
         if await self._world_readable(room_id):
             return None
         raise ForbiddenError("You are not in this room")
+
+    async def _forgotten(self, user_id: str, room_id: str) -> bool:
+        # Forgotten rooms are exactly the left/banned ones the "not forgotten" listing leaves out (a new
+        # membership event resets the flag).
+        kept = await self.room_store.get_rooms_with_membership(user_id, ("leave", "ban"))
+        return not any(r[0] == room_id for r in kept)
 
     async def _world_readable(self, room_id: str) -> bool:
         ev = await self.room_store.get_current_state_event(room_id, "m.room.history_visibility", "")

@@ -30,6 +30,10 @@ from homeserver.handlers.event_validation import validate_event_id, validate_sta
 from homeserver.streams import StreamToken
 
 MEMBERSHIPS = ("invite", "join", "leave", "ban", "knock")
+# timestamp_to_event: events examined at most while skipping ones the user may not see, and events sharing one
+# millisecond looked at around each candidate.
+_TS_CANDIDATES = 200
+_TS_TIES = 20
 
 
 def _check_room_id(room_id: str) -> None:
@@ -167,8 +171,7 @@ def register_servlets(hs: Any, router: Any) -> None:
             membership = content.get("membership")
             if membership not in MEMBERSHIPS:
                 raise BadJsonError("m.room.member needs a valid 'membership'")
-            event = await members.send_membership(requester, room_id, state_key, membership,
-                                                  {k: v for k, v in content.items() if k != "membership"})
+            event = await _put_membership(requester, room_id, state_key, membership, content)
             return 200, {"event_id": event.event_id}
         validate_state_content(event_type, content)
         if event_type == "m.room.canonical_alias":
@@ -178,6 +181,35 @@ def register_servlets(hs: Any, router: Any) -> None:
             return 200, {"event_id": current.event_id}
         event = await events.create_and_send_event(requester, room_id, event_type, content, state_key=state_key)
         return 200, {"event_id": event.event_id}
+
+    async def _put_membership(requester: Any, room_id: str, target: str, membership: str,
+                              content: dict[str, Any]) -> Any:
+        """``PUT /state/m.room.member/{target}`` as the membership action it amounts to, through
+        ``RoomMemberHandler.update_membership`` like the ``/join``, ``/invite``, ``/kick``... endpoints, so the
+        same checks apply (invitee exists, already joined/banned, ``rc_joins``, restricted-join authoriser).
+        Extra content (``displayname``, ``avatar_url``, ``is_direct``...) is kept; ``reason`` is checked and
+        passed on. A member re-sending ``join`` (a per-room name or avatar) is a profile change, not a join:
+        no join rate limit; identical content returns the current event.
+        """
+        _check_user_id(target, "state_key")
+        reason = content.get("reason")
+        extra = {k: v for k, v in content.items() if k not in ("membership", "reason")}
+        sender = requester.user_id
+        current = await rooms.get_membership(room_id, target)
+        if membership == "join" and target == sender and current == "join":
+            existing = await rooms.get_current_state_event(room_id, "m.room.member", target)
+            if existing is not None and existing.content == content:
+                return existing
+            if reason is not None and not isinstance(reason, str):
+                raise BadJsonError("'reason' must be a string")
+            return await members.send_membership(requester, room_id, target, "join",
+                                                 {k: v for k, v in content.items() if k != "membership"})
+        if membership == "leave" and target != sender:
+            action = "unban" if current == "ban" else "kick"
+        else:
+            action = membership  # join, invite, ban, knock, and leaving oneself
+        return await members.update_membership(requester, target, room_id, action, reason=reason,
+                                                extra_content=extra)
 
     async def _check_canonical_alias(room_id: str, content: dict[str, Any]) -> None:
         aliases = []
@@ -310,10 +342,15 @@ def register_servlets(hs: Any, router: Any) -> None:
     async def get_event(request: Any, room_id: str, event_id: str) -> tuple[int, Any]:
         requester = await auth.get_user_by_req(request)
         _check_room_id(room_id)
+        # Spec lists only 404: a non-member gets the same answer for a real event as for a bogus one, so the
+        # reply does not reveal which event IDs exist in a room they cannot read.
+        try:
+            await visibility.check_user_can_see_room(requester.user_id, room_id)
+        except ForbiddenError as e:
+            raise NotFoundError("Event not found") from e
         event = await hs.event_store.get_event(event_id)
         if event is None or event.room_id != room_id:
             raise NotFoundError("Event not found")
-        await visibility.check_user_can_see_room(requester.user_id, room_id)
         if not await visibility.filter_events_for_user(requester.user_id, [event]):
             raise NotFoundError("Event not found")
         return 200, await serializer.serialize_one(event, requester)
@@ -341,12 +378,45 @@ def register_servlets(hs: Any, router: Any) -> None:
         ts = parse_integer(request, "ts", required=True, minimum=0)
         direction = parse_string(request, "dir", required=True, allowed=("f", "b"))
         await visibility.check_user_can_see_room(requester.user_id, room_id)
-        event_id = await hs.event_store.get_stream_ordering_for_ts(room_id, ts, direction)
-        if event_id is None:
+        event = await _closest_visible_event(requester.user_id, room_id, ts, direction or "f")
+        if event is None:
             raise NotFoundError(f"No event found from {ts} in the {direction} direction")
-        event = await hs.event_store.get_event(event_id)
-        assert event is not None
-        return 200, {"event_id": event_id, "origin_server_ts": event.origin_server_ts}
+        return 200, {"event_id": event.event_id, "origin_server_ts": event.origin_server_ts}
+
+    async def _closest_visible_event(user_id: str, room_id: str, ts: int, direction: str) -> Any:
+        """The event nearest ``ts`` (ms) in ``direction`` that ``user_id`` may see, or None.
+
+        Candidates come in timestamp order (ties in stream order, as the store breaks them); each hidden one
+        moves the search past its timestamp, after first trying the events sharing that millisecond (adjacent
+        in stream order). At most :data:`_TS_CANDIDATES` are examined, so a long hidden stretch answers 404
+        rather than scanning the room.
+        """
+        bound = await visibility.visible_up_to(user_id, room_id)
+        store = hs.event_store
+        at = ts
+        examined = 0
+        while examined < _TS_CANDIDATES and at >= 0:
+            event_id = await store.get_stream_ordering_for_ts(room_id, at, direction)
+            if event_id is None:
+                return None
+            first = await store.get_event(event_id)
+            if first is None:
+                return None
+            pos = first.internal_metadata["stream_ordering"]
+            if direction == "f":
+                now = hs.stream_positions.current_token().events
+                neighbours = await store.get_room_events(room_id, pos, now, _TS_TIES, "f")
+            else:
+                neighbours = await store.get_room_events(room_id, 0, pos - 1, _TS_TIES, "b")
+            same_ms = [first] + [e for e in neighbours if e.origin_server_ts == first.origin_server_ts]
+            examined += len(same_ms)
+            if bound is not None:
+                same_ms = [e for e in same_ms if e.internal_metadata["stream_ordering"] <= bound]
+            visible = await visibility.filter_events_for_user(user_id, same_ms)
+            if visible:
+                return visible[0]
+            at = first.origin_server_ts + 1 if direction == "f" else first.origin_server_ts - 1
+        return None
 
     R = CLIENT_PREFIX + r"/rooms/(?P<room_id>[^/]+)"
     router.register("POST", CLIENT_PREFIX + r"/createRoom", create_room, "createRoom")

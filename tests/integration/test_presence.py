@@ -10,6 +10,9 @@ from tests.support.client import Api, q, register
 
 def test_set_and_get_presence(api: Api) -> None:
     a, b = register(api), register(api)
+    # GET of another user's presence needs a shared room (test_access_control covers the 403).
+    room = a.ok("POST", "createRoom", {"preset": "public_chat"})["room_id"]
+    b.ok("POST", f"join/{q(room)}", {})
     assert a.ok("PUT", f"presence/{q(a.user_id)}/status", {"presence": "online", "status_msg": "on call"}) == {}
     got = b.ok("GET", f"presence/{q(a.user_id)}/status")
     assert got["presence"] == "online" and got["status_msg"] == "on call"
@@ -18,9 +21,9 @@ def test_set_and_get_presence(api: Api) -> None:
     a.ok("PUT", f"presence/{q(a.user_id)}/status", {"presence": "unavailable"})
     got = b.ok("GET", f"presence/{q(a.user_id)}/status")
     assert got["presence"] == "unavailable" and "status_msg" not in got and got["currently_active"] is False
-    # Never set: offline.
+    # Never set: offline (asked by the user itself: joining a room would already make it active).
     c = register(api)
-    assert b.ok("GET", f"presence/{q(c.user_id)}/status")["presence"] == "offline"
+    assert c.ok("GET", f"presence/{q(c.user_id)}/status")["presence"] == "offline"
 
 
 def test_presence_errors(api: Api) -> None:
