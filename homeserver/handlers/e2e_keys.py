@@ -320,7 +320,11 @@ class E2EKeysHandler:
         ``(since.device_lists, now.device_lists]``, the members of rooms ``user_id`` newly joined and users who
         joined a room ``user_id`` is in during ``(since.events, now.events]``. left: users of rooms ``user_id``
         left, or who left a room ``user_id`` is in, and who now share no room with ``user_id``.
-        Without room information (``joined_room_ids`` None) it is derived from the membership events.
+        Without room information (``joined_room_ids`` None) it is derived from the user's membership events.
+        Membership events are read only for the user's rooms; when there are more than
+        :data:`homeserver.storage.device_lists.MAX_MEMBERSHIP_ROWS` in the range, every user sharing a room with
+        ``user_id`` is in ``changed`` (a client that re-downloads too many keys still decrypts; one that misses a
+        join does not).
         """
         room_store = getattr(self.hs, "room_store", None)
         shared: set[str] = {user_id}
@@ -330,16 +334,14 @@ class E2EKeysHandler:
         device_changes = await self.device_lists.get_users_changed_between(since.device_lists, now.device_lists)
         changed |= device_changes & (shared | {user_id})
 
-        if room_store is not None and room_store.get_last_membership_stream() <= since.events:
-            memberships = []  # no membership event anywhere since the token: nothing to look up
-        else:
-            memberships = await self.device_lists.get_membership_changes_between(since.events, now.events)
+        # No membership event anywhere since the token: nothing to look up.
+        any_membership = room_store is None or room_store.get_last_membership_stream() > since.events
         if joined_room_ids is None:
             joined_room_ids = set(await room_store.get_rooms_for_user(user_id)) if room_store else set()
             newly_joined_room_ids, newly_left_room_ids = set(), set()
-            for room_id, member, membership in memberships:
-                if member != user_id:
-                    continue
+            own = await self.device_lists.get_user_membership_changes(user_id, since.events, now.events) \
+                if any_membership else []
+            for room_id, membership in own:
                 if membership == "join":
                     newly_joined_room_ids.add(room_id)
                     newly_left_room_ids.discard(room_id)
@@ -350,9 +352,19 @@ class E2EKeysHandler:
         newly_joined_room_ids = newly_joined_room_ids or set()
         newly_left_room_ids = newly_left_room_ids or set()
 
+        # Only the rooms the user is in: who joined or left them (read per room, not server-wide).
+        memberships: list[tuple[str, str, str]] = []
+        truncated = False
+        if any_membership:
+            memberships, truncated = await self.device_lists.get_membership_changes_in_rooms(
+                joined_room_ids, since.events, now.events)
+        if truncated:
+            # Too many membership changes to read them all: a missed join would leave the client unable to
+            # decrypt that member's messages, so every user it shares a room with is reported changed.
+            changed |= shared
         left_candidates: set[str] = set()
         for room_id, member, membership in memberships:
-            if member == user_id or room_id not in joined_room_ids:
+            if member == user_id:
                 continue
             if membership == "join":
                 changed.add(member)

@@ -92,10 +92,16 @@ class _PusherSender:
                         continue
                     self.backoff = 0.0
                     return
+                batch_pusher = pusher
                 for push in batch:
                     pusher = self.handler.get_pusher(self.key)
                     if pusher is None:
                         return
+                    if pusher is not batch_pusher:
+                        # Removed and added again while this batch was read: the removal deleted these rows, so
+                        # read what is pending for the new pusher instead.
+                        self.again = True
+                        break
                     outcome = await self.handler.deliver(pusher, push)
                     if outcome == "retry":
                         self._retry_later()
@@ -107,6 +113,7 @@ class _PusherSender:
                         return
         finally:
             self.running = False
+            self.handler._sender_finished(self)
 
 
 class PusherHandler:
@@ -200,9 +207,18 @@ class PusherHandler:
             pushers.pop((key[1], key[2]), None)
             if not pushers:
                 del self._pushers[key[0]]
-        sender = self._senders.pop(key, None)
+        sender = self._senders.get(key)
         if sender is not None:
             sender.stop()
+            # A sender in the middle of a delivery stays registered until its loop ends: a pusher added again
+            # with this key reuses it, so two loops never send the same pending rows.
+            if not sender.running:
+                del self._senders[key]
+
+    def _sender_finished(self, sender: _PusherSender) -> None:
+        if self.get_pusher(sender.key) is None and self._senders.get(sender.key) is sender \
+                and sender.timer is None:
+            del self._senders[sender.key]
 
     # -- sending -------------------------------------------------------------------------------------------------
 

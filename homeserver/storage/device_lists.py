@@ -6,13 +6,15 @@ Rows are never deleted, so the stream's maximum survives restarts and tokens cli
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from homeserver.storage.database import Database, Txn
 from homeserver.streams import StreamIdGenerator
 
-# Bounds the membership rows read for one sync / keys/changes range (a client back after a long absence).
+# Bounds the membership rows read for one sync / keys/changes range (a client back after a long absence); beyond
+# it every user the client shares a room with is reported changed.
 MAX_MEMBERSHIP_ROWS = 20000
+_ROOM_CHUNK = 500
 
 
 class DeviceListStore:
@@ -49,15 +51,51 @@ class DeviceListStore:
             from_id, to_id)
         return {r[0] for r in rows}
 
-    async def get_membership_changes_between(self, from_ordering: int,
-                                             to_ordering: int) -> list[tuple[str, str, str]]:
-        """``[(room_id, user_id, membership)]`` of membership events with stream ordering in
-        ``(from_ordering, to_ordering]``, oldest first (at most :data:`MAX_MEMBERSHIP_ROWS`, the newest ones)."""
+    async def get_membership_changes_in_rooms(self, room_ids: Iterable[str], from_ordering: int, to_ordering: int,
+                                              limit: int | None = None) -> tuple[list[tuple[str, str, str]], bool]:
+        """Membership events of ``room_ids`` with stream ordering in ``(from_ordering, to_ordering]``.
+
+        Returns ``([(room_id, user_id, membership)] oldest first, truncated)``: at most ``limit`` rows, and
+        ``truncated`` True when the range held more (the caller must then assume any member may have changed).
+        ``limit`` None: :data:`MAX_MEMBERSHIP_ROWS`.
+        One index range per room (``room_memberships_room_stream``), so the cost follows the caller's rooms, not the
+        whole server's membership traffic.
+        """
+        if limit is None:
+            limit = MAX_MEMBERSHIP_ROWS
+        rooms = sorted(set(room_ids))
+        if to_ordering <= from_ordering or not rooms:
+            return [], False
+
+        def _txn(txn: Txn) -> list[tuple[Any, ...]]:
+            out: list[tuple[Any, ...]] = []
+            # Chunks keep each statement's parameter list small; stop once past the limit.
+            for i in range(0, len(rooms), _ROOM_CHUNK):
+                clause, params = txn.in_list("room_id", rooms[i:i + _ROOM_CHUNK])
+                txn.execute(
+                    "SELECT room_id, user_id, membership, stream_ordering FROM room_memberships"
+                    f" WHERE {clause} AND stream_ordering > ? AND stream_ordering <= ?"
+                    " ORDER BY stream_ordering LIMIT ?",
+                    [*params, from_ordering, to_ordering, limit + 1 - len(out)])
+                out.extend(txn.fetchall())
+                if len(out) > limit:
+                    break
+            return out
+
+        rows = await self.db.run_read("device_lists_room_memberships", _txn)
+        rows.sort(key=lambda r: r[3])
+        truncated = len(rows) > limit
+        return [(r[0], r[1], r[2]) for r in rows[:limit]], truncated
+
+    async def get_user_membership_changes(self, user_id: str, from_ordering: int,
+                                          to_ordering: int) -> list[tuple[str, str]]:
+        """``[(room_id, membership)]`` of ``user_id``'s own membership events in ``(from_ordering, to_ordering]``,
+        oldest first (index ``room_memberships_user``)."""
         if to_ordering <= from_ordering:
             return []
-        rows = await self.db.execute(
-            "device_lists_memberships",
-            "SELECT room_id, user_id, membership, stream_ordering FROM room_memberships"
-            " WHERE stream_ordering > ? AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?",
-            from_ordering, to_ordering, MAX_MEMBERSHIP_ROWS)
-        return [(r[0], r[1], r[2]) for r in reversed(rows)]
+        rows = await self.db.execute_read(
+            "device_lists_user_memberships",
+            "SELECT room_id, membership FROM room_memberships WHERE user_id = ? AND stream_ordering > ?"
+            " AND stream_ordering <= ? ORDER BY stream_ordering",
+            user_id, from_ordering, to_ordering)
+        return [(r[0], r[1]) for r in rows]

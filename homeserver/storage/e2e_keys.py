@@ -39,20 +39,28 @@ class E2EKeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         # get_key_counts per device (read on every /sync). Dropped around every write that changes a device's
-        # keys (upload, claim, device deletion); a read that raced with such a write is not stored.
-        self._counts: dict[tuple[str, str], tuple[dict[str, int], list[str]]] = {}
+        # keys (upload, claim, device deletion); a read that raced with such a write is not stored. Keyed by user,
+        # then device, so dropping one user's entries never walks the whole cache.
+        self._counts: dict[str, dict[str, tuple[dict[str, int], list[str]]]] = {}
+        self._count_entries = 0
         self._writes = 0
 
     def invalidate_key_counts(self, user_id: str, device_ids: list[str] | None = None) -> None:
         """Forget cached key counts of ``device_ids`` of ``user_id`` (None: all of the user's devices). Called
         before and after every transaction that changes one-time or fallback keys."""
         self._writes += 1
+        devices = self._counts.get(user_id)
+        if devices is None:
+            return
         if device_ids is None:
-            for key in [k for k in self._counts if k[0] == user_id]:
-                del self._counts[key]
-        else:
-            for device_id in device_ids:
-                self._counts.pop((user_id, device_id), None)
+            self._count_entries -= len(devices)
+            del self._counts[user_id]
+            return
+        for device_id in device_ids:
+            if devices.pop(device_id, None) is not None:
+                self._count_entries -= 1
+        if not devices:
+            del self._counts[user_id]
 
     # -- upload -------------------------------------------------------------------------------------------------
 
@@ -140,7 +148,7 @@ class E2EKeyStore:
     async def get_key_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
         """``(one-time key counts per algorithm, algorithms with an unused fallback key)`` of one device. The
         caller must not modify the returned objects (they are shared with later calls)."""
-        cached = self._counts.get((user_id, device_id))
+        cached = self._counts.get(user_id, {}).get(device_id)
         if cached is not None:
             return cached
         writes = self._writes
@@ -153,9 +161,13 @@ class E2EKeyStore:
 
         result = await self.db.run_interaction("get_key_counts", _txn)
         if writes == self._writes:
-            if len(self._counts) >= 100_000:
+            if self._count_entries >= 100_000:
                 self._counts.clear()
-            self._counts[(user_id, device_id)] = result
+                self._count_entries = 0
+            devices = self._counts.setdefault(user_id, {})
+            if device_id not in devices:
+                self._count_entries += 1
+            devices[device_id] = result
         return result
 
     # -- query --------------------------------------------------------------------------------------------------
@@ -237,14 +249,17 @@ class E2EKeyStore:
                     out.setdefault((user_id, device_id), {})[f"{algorithm}:{claimed[0]}"] = claimed[1]
             return out
 
-        users = {r[0] for r in requests}
-        for user_id in users:
-            self.invalidate_key_counts(user_id)
+        # Only the claimed devices' counts change.
+        devices: dict[str, list[str]] = {}
+        for user_id, device_id, _algorithm in requests:
+            devices.setdefault(user_id, []).append(device_id)
+        for user_id, device_ids in devices.items():
+            self.invalidate_key_counts(user_id, device_ids)
         try:
             return await self.db.run_interaction("claim_keys", _txn)
         finally:
-            for user_id in users:
-                self.invalidate_key_counts(user_id)
+            for user_id, device_ids in devices.items():
+                self.invalidate_key_counts(user_id, device_ids)
 
     # -- devices going away ---------------------------------------------------------------------------------------
 
