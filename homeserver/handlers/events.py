@@ -51,6 +51,24 @@ class PersistHook(Protocol):
         """On the reactor after commit: wake whoever acts on the event. An exception is logged, not raised."""
 
 
+# (user_id, device scope, room_id, endpoint scope, txn_id): what a client transaction ID is unique within.
+TxnKey = tuple[str, str, str, str, str]
+
+
+def txn_endpoint_scope(event_type: str, content: dict[str, Any], redacts: str | None) -> str:
+    """The request-path part of a transaction ID's scope (the room is keyed separately):
+    ``"redact/<event ID>"`` for ``PUT /rooms/{roomId}/redact/{eventId}/{txnId}``, else
+    ``"send/<event type>"`` for ``PUT /rooms/{roomId}/send/{eventType}/{txnId}``.
+
+    A redaction sent through ``/send/m.room.redaction`` names its target in ``content["redacts"]``; one from
+    ``/redact`` carries the target in the path only, which is how the two are told apart when the caller does
+    not say.
+    """
+    if event_type == "m.room.redaction" and redacts is not None and "redacts" not in content:
+        return f"redact/{redacts}"
+    return f"send/{event_type}"
+
+
 def _is_rate_limited(requester: Requester) -> bool:
     """Spec (Application Service API, registration ``rate_limited``): an appservice's own sender is never limited;
     users it masquerades as are, unless its registration says ``rate_limited: false``."""
@@ -74,7 +92,7 @@ class EventCreationHandler:
         self.notifier = hs.notifier
         self.stream_ids = hs.event_store.stream_ids
         self._room_locks: dict[str, defer.DeferredLock] = {}
-        self._txn_locks: dict[tuple[str, str, str], defer.DeferredLock] = {}
+        self._txn_locks: dict[TxnKey, defer.DeferredLock] = {}
         self._pending_notify: list[tuple[int, int, Callable[[], None]]] = []
         self._notify_seq = 0
         self.message_ratelimiter = Ratelimiter(hs.clock, hs.config.rc_message)
@@ -104,8 +122,14 @@ class EventCreationHandler:
         txn_id: str | None = None,
         redacts: str | None = None,
         ratelimit: bool = True,
+        txn_scope: str | None = None,
     ) -> Event:
-        """Send an event as ``requester``; idempotent per (user, device, ``txn_id``).
+        """Send an event as ``requester``; idempotent per (user, device, room, endpoint, ``txn_id``).
+
+        Spec: Client-Server API "Transaction identifiers": the scope is the device and the request path, so the
+        same ``txn_id`` in another room, for another event type or on ``/redact`` sends a new event.
+        ``txn_scope`` names the endpoint (``"send/<type>"`` or ``"redact/<event ID>"``); by default it is
+        derived by :func:`txn_endpoint_scope`.
 
         Raises:
             NotFoundError: 404 unknown room.
@@ -113,10 +137,11 @@ class EventCreationHandler:
             BadJsonError / TooLargeError: 400 / 413 from the event builder.
             LimitExceededError: 429 from ``rc_message``.
         """
-        txn_key = None
+        txn_key: TxnKey | None = None
         if txn_id is not None:
-            scope = requester.device_id or f"token:{requester.access_token_id}"
-            txn_key = (requester.user_id, scope, txn_id)
+            device_scope = requester.device_id or f"token:{requester.access_token_id}"
+            endpoint = txn_scope if txn_scope is not None else txn_endpoint_scope(event_type, content, redacts)
+            txn_key = (requester.user_id, device_scope, room_id, endpoint, txn_id)
         if txn_key is None:
             return await self._create_and_send(requester, room_id, event_type, content, state_key, None, redacts,
                                                ratelimit)
@@ -138,7 +163,7 @@ class EventCreationHandler:
                 self._txn_locks.pop(txn_key, None)
 
     async def _create_and_send(self, requester: Requester, room_id: str, event_type: str, content: dict[str, Any],
-                               state_key: str | None, txn_key: tuple[str, str, str] | None, redacts: str | None,
+                               state_key: str | None, txn_key: TxnKey | None, redacts: str | None,
                                ratelimit: bool) -> Event:
         if ratelimit and _is_rate_limited(requester):
             self.message_ratelimiter.check(requester.user_id)
@@ -152,7 +177,7 @@ class EventCreationHandler:
         event = await self.send_event(room_id, requester.user_id, event_type, content, state_key=state_key,
                                       redacts=redacts, txn_key=txn_key, redacted_sender=redacted_sender)
         if txn_key is not None:
-            event.internal_metadata["txn_id"] = txn_key[2]
+            event.internal_metadata["txn_id"] = txn_key[4]
             event.internal_metadata["device_id"] = txn_key[1]
         return event
 
@@ -165,7 +190,7 @@ class EventCreationHandler:
         *,
         state_key: str | None = None,
         redacts: str | None = None,
-        txn_key: tuple[str, str, str] | None = None,
+        txn_key: TxnKey | None = None,
         redacted_sender: str | None = None,
         new_room_version: RoomVersion | None = None,
         check: Callable[[Event, dict[tuple[str, str], Event]], None] | None = None,
@@ -206,7 +231,7 @@ class EventCreationHandler:
             )
             if txn_key is not None:
                 # Set before persisting: a /sync woken by this event may serialize it before send_event returns.
-                event.internal_metadata["txn_id"] = txn_key[2]
+                event.internal_metadata["txn_id"] = txn_key[4]
                 event.internal_metadata["device_id"] = txn_key[1]
             auth_events = await self.event_store.get_events(auth_event_ids)
             auth_state = {k: auth_events[state_ids[k]] for k in auth_keys
@@ -235,7 +260,7 @@ class EventCreationHandler:
                 del self._room_locks[room_id]
 
     async def _persist(self, event: Event, prepared: list[Any], is_new_room: bool,
-                       txn_key: tuple[str, str, str] | None) -> None:
+                       txn_key: TxnKey | None) -> None:
         position = self.stream_ids.allocate()
         now = self.now_ms()
 
@@ -249,6 +274,12 @@ class EventCreationHandler:
             await self.db.run_interaction("persist_event", _txn)
         except BaseException:
             self.stream_ids.mark_done(position)
+            # This position may have been the last gap below events persisted meanwhile: announce them now
+            # rather than with the next successful event.
+            try:
+                self._flush_notifications()
+            except Exception:  # noqa: BLE001 - the persist failure is what the caller must see
+                logger.exception("announcing events after a failed persist")
             if is_new_room:
                 self.room_store.forget_new_room(event.room_id)
             raise

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = "e.stream_ordering, e.event_id, e.room_id, e.json, r.room_version"
 _EVENT_CACHE_SIZE = 50_000
+# How many recent invalidations (event ID -> sequence number) are remembered to vet cache fills; a fill that
+# started before the oldest remembered one is used but not cached.
+_INVALIDATION_LOG_MAX = 10_000
 # Recent-events index: at most this many event IDs per room and this many rooms (then it starts over).
 _RECENT_PER_ROOM = 256
 _RECENT_ROOMS_MAX = 20_000
@@ -81,7 +84,19 @@ class EventStore:
 
     def __init__(self, db: Database, stream_positions: Any) -> None:
         self.db = db
+        # The event cache is read and written on the reactor thread only. A fill (a database read of events
+        # missing from it) may have read an event before a redaction of it committed and return after that
+        # redaction's after_persist invalidated it: such a fill must not be stored, or the unredacted content
+        # would be served from memory until evicted. Every invalidation takes the next sequence number; a fill
+        # remembers the number current when it started and stores an event only if that event was not
+        # invalidated since.
         self._cache: OrderedDict[str, Event] = OrderedDict()
+        self._invalidation_seq = 0
+        self._invalidated: OrderedDict[str, int] = OrderedDict()
+        # Sequence number of the newest invalidation forgotten from ``_invalidated`` (fills older are not stored).
+        self._invalidation_floor = 0
+        # Events known to be redacted: only their pruned copy (with ``redacted_because``) may enter the cache.
+        self._redacted: OrderedDict[str, None] = OrderedDict()
         row = db.run_interaction_sync(
             "max_stream_ordering",
             lambda t: t.execute("SELECT COALESCE(MAX(stream_ordering), 0) FROM events").fetchone(),
@@ -100,13 +115,36 @@ class EventStore:
     # -- reading -----------------------------------------------------------------------------------------------
 
     def _cache_put(self, event: Event) -> None:
+        # Reactor thread only. A full copy of an event known to be redacted is refused whatever its source.
+        if event.event_id in self._redacted and "redacted_because" not in event.internal_metadata:
+            return
         self._cache[event.event_id] = event
         if len(self._cache) > _EVENT_CACHE_SIZE:
             self._cache.popitem(last=False)
 
     def invalidate(self, event_id: str) -> None:
-        """Drop ``event_id`` from the in-memory event cache (e.g. after a redaction rewrote it)."""
+        """Drop ``event_id`` from the in-memory event cache (e.g. after a redaction rewrote it); a read of it that
+        is still in flight will not put its older copy back (see :meth:`_fill_cache`). Reactor thread only."""
+        self._invalidation_seq += 1
+        self._invalidated.pop(event_id, None)
+        self._invalidated[event_id] = self._invalidation_seq
+        if len(self._invalidated) > _INVALIDATION_LOG_MAX:
+            _, seq = self._invalidated.popitem(last=False)
+            self._invalidation_floor = max(self._invalidation_floor, seq)
         self._cache.pop(event_id, None)
+
+    def _fill_cache(self, events: Iterable[Event], started_seq: int) -> None:
+        """Cache ``events`` read by a fill that started when the invalidation sequence was ``started_seq``,
+        except those invalidated since (their copy may predate the change that invalidated them)."""
+        if started_seq == self._invalidation_seq:
+            for event in events:
+                self._cache_put(event)
+            return
+        if started_seq < self._invalidation_floor:
+            return  # an invalidation after the fill started may have been forgotten: store nothing
+        for event in events:
+            if self._invalidated.get(event.event_id, 0) <= started_seq:
+                self._cache_put(event)
 
     async def get_event(self, event_id: str, allow_none: bool = True) -> Event | None:
         """The event, or None if unknown (``allow_none``); raises NotFoundError otherwise."""
@@ -129,9 +167,10 @@ class EventStore:
             else:
                 missing.append(event_id)
         if missing:
+            started_seq = self._invalidation_seq
             fetched = await self.db.run_read("get_events", self._fetch_events_txn, missing)
+            self._fill_cache(fetched, started_seq)
             for event in fetched:
-                self._cache_put(event)
                 result[event.event_id] = event
         return result
 
@@ -204,25 +243,18 @@ class EventStore:
             by_id = await self.get_events(ids)
             if len(by_id) == len(ids):
                 return [by_id[i] for i in ids]
-
-        def _txn(txn: Txn) -> list[Event]:
-            txn.execute(
-                f"SELECT {EVENT_COLUMNS} FROM events e JOIN rooms r ON r.room_id = e.room_id "
-                f"WHERE e.room_id = ? AND e.stream_ordering > ? AND e.stream_ordering <= ? "
-                f"ORDER BY e.stream_ordering {order} LIMIT ?",
-                (room_id, from_pos, to_pos, limit),
-            )
-            rows = txn.fetchall()
-            cached = [self._cache.get(r[1]) for r in rows]
-            need = [r for r, c in zip(rows, cached) if c is None]
-            loaded = {e.event_id: e for e in self._rows_to_events(txn, need)}
-            return [c if c is not None else loaded[r[1]] for r, c in zip(rows, cached)]
-
-        events = await self.db.run_interaction("get_room_events", _txn)
-        for e in events:
-            if e.event_id not in self._cache:
-                self._cache_put(e)
-        return events
+        # Only the IDs come from the database thread; the events come through get_events, which consults and
+        # fills the cache on the reactor (a cache touched from the database thread could be refilled with an
+        # event's unredacted copy after its redaction's invalidation).
+        rows = await self.db.execute_read(
+            "get_room_events",
+            f"SELECT event_id FROM events WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ? "
+            f"ORDER BY stream_ordering {order} LIMIT ?",
+            room_id, from_pos, to_pos, limit,
+        )
+        ids = [r[0] for r in rows]
+        by_id = await self.get_events(ids)
+        return [by_id[i] for i in ids if i in by_id]
 
     async def get_events_in_stream_range(self, from_pos: int, to_pos: int, limit: int) -> list[Event]:
         """Events of all rooms with ``from_pos < stream_ordering <= to_pos``, oldest first, at most ``limit``."""
@@ -248,14 +280,19 @@ class EventStore:
         rows = await self.db.execute("timestamp_to_event", sql, room_id, ts)
         return rows[0][0] if rows else None
 
-    async def get_txn_event_id(self, user_id: str, device_id: str, txn_id: str) -> str | None:
-        """The event ID already sent by ``user_id``'s ``device_id`` with transaction ID ``txn_id``, or None (spec:
-        "Transaction identifiers": a retried ``PUT`` returns the same event).
+    async def get_txn_event_id(self, user_id: str, device_id: str, room_id: str, scope: str,
+                               txn_id: str) -> str | None:
+        """The event ID already sent by ``user_id``'s ``device_id`` to ``room_id`` through the endpoint ``scope``
+        (e.g. ``"send/m.room.message"``, ``"redact/$event"``) with transaction ID ``txn_id``, or None.
+
+        Spec: Client-Server API "Transaction identifiers": the scope of a transaction ID is the device and the
+        request path, so the same ``txn_id`` in another room or on another endpoint is a new request.
         """
         rows = await self.db.execute_read(
             "get_txn_event_id",
-            "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
-            user_id, device_id, txn_id,
+            "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND room_id = ? AND scope = ? "
+            "AND txn_id = ?",
+            user_id, device_id, room_id, scope, txn_id,
         )
         return rows[0][0] if rows else None
 
@@ -290,11 +327,12 @@ class EventStore:
     # -- persisting --------------------------------------------------------------------------------------------
 
     def persist_event_txn(self, txn: Txn, event: Event, stream_ordering: int, *, is_new_room: bool = False,
-                          room_creator: str | None = None, txn_id: tuple[str, str, str] | None = None,
-                          now_ms: int = 0) -> None:
+                          room_creator: str | None = None,
+                          txn_id: tuple[str, str, str, str, str] | None = None, now_ms: int = 0) -> None:
         """Write ``event`` and everything that follows from it, inside the caller's transaction.
 
-        ``txn_id`` is ``(user_id, device_id, txn_id)`` for ``PUT .../send/{txnId}`` idempotency.
+        ``txn_id`` is ``(user_id, device_id, room_id, scope, txn_id)`` for ``PUT .../send/{txnId}`` and
+        ``PUT .../redact/{eventId}/{txnId}`` idempotency (see :meth:`get_txn_event_id`).
         """
         pdu = event.get_pdu_json()
         unsigned = event.internal_metadata.get("unsigned")
@@ -350,10 +388,11 @@ class EventStore:
         if txn.fetchone() is None:
             txn.call_after(self._note_relation_free, event.event_id)
         if txn_id is not None:
+            user_id, device_id, _room_id, scope, client_txn_id = txn_id
             txn.execute(
-                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, room_id, event_id, inserted_ts) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (txn_id[0], txn_id[1], txn_id[2], event.room_id, event.event_id, now_ms),
+                "INSERT INTO event_txn_ids (user_id, device_id, room_id, scope, txn_id, event_id, inserted_ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user_id, device_id, event.room_id, scope, client_txn_id, event.event_id, now_ms),
             )
 
     @staticmethod
@@ -389,4 +428,8 @@ class EventStore:
             recent = self._recent[event.room_id] = _RecentEvents(stream_ordering - 1)
         recent.append(stream_ordering, event.event_id)
         if event.type == "m.room.redaction" and event.redacts:
+            # Noted before the invalidation, so no path can cache the target's full copy again.
+            self._redacted[event.redacts] = None
+            if len(self._redacted) > _EVENT_CACHE_SIZE:
+                self._redacted.popitem(last=False)
             self.invalidate(event.redacts)

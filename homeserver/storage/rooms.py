@@ -9,7 +9,8 @@ so the caches cannot go stale within the process.
 from __future__ import annotations
 
 import bisect
-from typing import Any, Iterable
+from collections import OrderedDict
+from typing import Any, Hashable, Iterable
 
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, RoomVersion
 from homeserver.storage.database import Database, Txn
@@ -21,6 +22,48 @@ StateKey = tuple[str, str]
 # refilled from the database on demand), so memory stays bounded however many rooms and users there are.
 _HISTORY_CACHE_MAX = 200_000
 _USER_MEMBERSHIPS_CACHE_MAX = 100_000
+# At most this many users' joined-room sets are cached; the least recently read is dropped first.
+_USER_ROOMS_CACHE_MAX = 100_000
+
+
+class _FillGuard:
+    """Tells whether a cache fill raced with a write to the same key.
+
+    A fill calls :meth:`begin` before its database read and :meth:`end` when the rows are back on the reactor;
+    the persister calls :meth:`note_write` after each commit that changes the key. ``end`` returns False when a
+    write was noted in between: the read may predate that commit (on PostgreSQL a read on another connection can
+    start before a commit and finish after its cache update ran), so the fill must not be stored. Only keys with
+    a fill in flight are tracked, so memory is bounded by the number of concurrent fills.
+    """
+
+    __slots__ = ("_inflight",)
+
+    def __init__(self) -> None:
+        # key -> [fills in flight, writes noted while any was in flight]
+        self._inflight: dict[Hashable, list[int]] = {}
+
+    def begin(self, key: Hashable) -> int:
+        """Start a fill of ``key``; returns the token to hand to :meth:`end`."""
+        entry = self._inflight.get(key)
+        if entry is None:
+            entry = self._inflight[key] = [0, 0]
+        entry[0] += 1
+        return entry[1]
+
+    def note_write(self, key: Hashable) -> None:
+        """A committed write changed ``key``'s data (call after commit, on the reactor)."""
+        entry = self._inflight.get(key)
+        if entry is not None:
+            entry[1] += 1
+
+    def end(self, key: Hashable, token: int) -> bool:
+        """Finish a fill started with ``token``; True if no write to ``key`` was noted since (safe to store)."""
+        entry = self._inflight[key]
+        clean = entry[1] == token
+        entry[0] -= 1
+        if entry[0] == 0:
+            del self._inflight[key]
+        return clean
 
 
 class _RoomCache:
@@ -46,7 +89,12 @@ class RoomStore:
         self.db = db
         self.event_store = event_store
         self._rooms: dict[str, _RoomCache] = {}
-        self._user_rooms: dict[str, frozenset[str]] = {}
+        # user_id -> joined rooms, least recently read first (bounded by _USER_ROOMS_CACHE_MAX).
+        self._user_rooms: OrderedDict[str, frozenset[str]] = OrderedDict()
+        # Fills of _rooms (by room_id) and _user_rooms (by user_id) that raced with a persisted event are not
+        # stored: on_event_persisted may already have run and would not patch a copy stored after it.
+        self._room_fills = _FillGuard()
+        self._user_room_fills = _FillGuard()
         # room_id -> last stream_ordering of an event in the room (every room, loaded at start).
         rows = db.run_interaction_sync(
             "room_last_stream",
@@ -101,8 +149,12 @@ class RoomStore:
             return _RoomCache(KNOWN_ROOM_VERSIONS[row[0]], state, (latest[0], int(latest[1])) if latest else None,
                               joined, invited, last_state)
 
-        loaded = await self.db.run_interaction("load_room", _txn)
-        if loaded is not None and room_id not in self._rooms:
+        token = self._room_fills.begin(room_id)
+        try:
+            loaded = await self.db.run_interaction("load_room", _txn)
+        finally:
+            clean = self._room_fills.end(room_id, token)
+        if loaded is not None and clean and room_id not in self._rooms:
             self._rooms[room_id] = loaded
         return self._rooms.get(room_id, loaded)
 
@@ -118,6 +170,7 @@ class RoomStore:
         """Update caches after ``event`` committed at ``stream_ordering``."""
         room = self._rooms.get(event.room_id)
         self._room_last_stream[event.room_id] = stream_ordering
+        self._room_fills.note_write(event.room_id)
         if room is not None:
             room.latest_event_id = event.event_id
             room.latest_depth = event.depth
@@ -147,6 +200,7 @@ class RoomStore:
                     room.joined.add(user_id)
                 elif membership == "invite":
                     room.invited.add(user_id)
+            self._user_room_fills.note_write(user_id)
             rooms = self._user_rooms.get(user_id)
             if rooms is not None:
                 if membership == "join":
@@ -282,18 +336,29 @@ class RoomStore:
         return {skey: eid for (etype, skey), eid in room.state.items() if etype == "m.room.member"}
 
     async def get_rooms_for_user(self, user_id: str) -> frozenset[str]:
-        """Rooms ``user_id`` is joined to."""
+        """Rooms ``user_id`` is joined to (cached; kept in step by :meth:`on_event_persisted`)."""
         rooms = self._user_rooms.get(user_id)
-        if rooms is None:
+        if rooms is not None:
+            self._user_rooms.move_to_end(user_id)
+            return rooms
+        token = self._user_room_fills.begin(user_id)
+        try:
             rows = await self.db.execute(
                 "get_rooms_for_user",
                 "SELECT room_id FROM local_current_membership WHERE user_id = ? AND membership = 'join'",
                 user_id,
             )
-            rooms = frozenset(r[0] for r in rows)
-            if user_id not in self._user_rooms:
-                self._user_rooms[user_id] = rooms
-            rooms = self._user_rooms[user_id]
+        finally:
+            clean = self._user_room_fills.end(user_id, token)
+        rooms = frozenset(r[0] for r in rows)
+        cached = self._user_rooms.get(user_id)
+        if cached is not None:
+            # Stored by a fill that finished first (and kept up to date since): newer than or as new as ours.
+            return cached
+        if clean:
+            self._user_rooms[user_id] = rooms
+            if len(self._user_rooms) > _USER_ROOMS_CACHE_MAX:
+                self._user_rooms.popitem(last=False)
         return rooms
 
     async def get_users_who_share_room_with(self, user_id: str) -> set[str]:
