@@ -25,6 +25,8 @@ MAX_LIMIT = 50
 DEFAULT_CONTEXT = 5
 MAX_CONTEXT = 100
 _MAX_BATCHES = 5
+#: ``count`` is the number of results the user may see among at most this many newest matches.
+COUNT_CAP = 500
 
 
 @dataclass
@@ -155,7 +157,6 @@ class SearchHandler:
         ignored = await self.hs.visibility_handler.get_ignored_users(user_id)
         not_senders = sorted(set(c.filter.not_senders) | ignored)
         senders = c.filter.senders
-        count = await self.store.count(rooms, words, c.keys, senders, not_senders)
 
         found: list[tuple[SearchHit, Event]] = []
         more = False
@@ -164,10 +165,7 @@ class SearchHandler:
             hits = await self.store.search(rooms, words, c.keys, c.order_by, batch, before_pos, offset,
                                            senders, not_senders)
             events = await self.event_store.get_events([h.event_id for h in hits])
-            candidates = [events[h.event_id] for h in hits if h.event_id in events]
-            candidates = [e for e in candidates
-                          if "redacted_because" not in e.internal_metadata and c.filter.check(e)]
-            visible = {e.event_id for e in await self.visibility.filter_events_for_user(user_id, candidates)}
+            visible = {e.event_id for e in await self._results_user_sees(user_id, c, events.values())}
             stopped_early = False
             for i, hit in enumerate(hits):
                 before_pos, offset = hit.stream_ordering, offset + 1
@@ -185,6 +183,10 @@ class SearchHandler:
         else:
             more = True
 
+        if next_batch is None and not more:
+            count = len(found)  # every match was looked at: exact
+        else:
+            count = await self._count_visible(user_id, c, rooms, words, senders, not_senders)
         result_events = [e for _, e in found]
         serialized = await self.serializer.serialize(result_events, requester)
         results: list[dict[str, Any]] = []
@@ -217,6 +219,20 @@ class SearchHandler:
                         group["next_batch"] = token
                 out["groups"][key] = groups
         return out
+
+    async def _results_user_sees(self, user_id: str, c: RoomEventsCriteria, events: Any) -> list[Event]:
+        """The events of ``events`` that may be results: not redacted, allowed by the request's filter and
+        visible to ``user_id`` (history visibility)."""
+        candidates = [e for e in events if "redacted_because" not in e.internal_metadata and c.filter.check(e)]
+        return await self.visibility.filter_events_for_user(user_id, candidates)
+
+    async def _count_visible(self, user_id: str, c: RoomEventsCriteria, rooms: list[str], words: list[str],
+                             senders: list[str] | None, not_senders: list[str]) -> int:
+        """The response's ``count``: matches the user could get as results among the newest :data:`COUNT_CAP`
+        matches. Counting before visibility would tell how many matches exist in history the user cannot read."""
+        ids = await self.store.matching_event_ids(rooms, words, c.keys, COUNT_CAP, senders, not_senders)
+        events = await self.event_store.get_events(ids)
+        return len(await self._results_user_sees(user_id, c, events.values()))
 
     async def _context(self, requester: Requester, event: Event, before_limit: int, after_limit: int,
                        include_profile: bool) -> dict[str, Any]:

@@ -29,6 +29,9 @@ SEARCH_KEYS: tuple[str, ...] = ("content.body", "content.name", "content.topic")
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 _MAX_WORDS = 16
+#: ``order_by: rank`` ranks only this many of the newest matches: a common word in a large history must not make
+#: one request score and sort every match.
+MAX_RANK_CANDIDATES = 1000
 
 
 def search_words(term: str) -> list[str]:
@@ -112,27 +115,30 @@ class SearchStore:
         """Events of ``room_ids`` whose ``keys`` fields contain every word of ``words``.
 
         ``order_by`` "recent": newest first, only ``stream_ordering < before_pos`` when given; "rank": best first
-        (ties newest first), skipping ``offset`` hits. At most ``limit`` hits.
+        (ties newest first) among the newest :data:`MAX_RANK_CANDIDATES` matches, skipping ``offset`` hits. At most
+        ``limit`` hits. Runs on the read connection.
         """
         if not room_ids or not words or not keys:
             return []
-        return await self.db.run_interaction(
+        return await self.db.run_read(
             "search_events", self._search_txn, room_ids, words, keys, order_by, limit, before_pos, offset,
             senders, not_senders)
 
-    async def count(self, room_ids: list[str], words: list[str], keys: list[str],
-                    senders: list[str] | None = None, not_senders: list[str] | None = None) -> int:
-        """How many events match (before history-visibility filtering): the response's ``count``."""
+    async def matching_event_ids(self, room_ids: list[str], words: list[str], keys: list[str], limit: int,
+                                 senders: list[str] | None = None,
+                                 not_senders: list[str] | None = None) -> list[str]:
+        """IDs of at most ``limit`` matching events, newest first (before history-visibility filtering: the
+        caller counts only those the user may see). Runs on the read connection."""
         if not room_ids or not words or not keys:
-            return 0
+            return []
 
-        def _txn(txn: Txn) -> int:
+        def _txn(txn: Txn) -> list[str]:
             where, params = self._where(txn, room_ids, words, keys, senders, not_senders)
-            txn.execute(f"SELECT COUNT(*) FROM {self._from(txn)} WHERE {where}", params)
-            row = txn.fetchone()
-            return int(row[0]) if row else 0
+            txn.execute(f"SELECT e.event_id FROM {self._from(txn)} WHERE {where} "
+                        "ORDER BY e.stream_ordering DESC LIMIT ?", [*params, limit])
+            return [r[0] for r in txn.fetchall()]
 
-        return await self.db.run_interaction("search_count", _txn)
+        return await self.db.run_read("search_matching_ids", _txn)
 
     @staticmethod
     def _from(txn: Txn) -> str:
@@ -183,14 +189,26 @@ class SearchStore:
             if before_pos is not None:
                 where += " AND e.stream_ordering < ?"
                 params.append(before_pos)
-            order = "e.stream_ordering DESC"
-            tail, tail_params = "LIMIT ?", [limit]
+            txn.execute(
+                f"SELECT e.event_id, e.room_id, e.stream_ordering, {rank} AS rank FROM {self._from(txn)} "
+                f"WHERE {where} ORDER BY e.stream_ordering DESC LIMIT ?",
+                rank_params + params + [limit],
+            )
+        elif txn.is_postgres:
+            # Scored after the window is cut, so at most MAX_RANK_CANDIDATES rows are ranked and sorted.
+            txn.execute(
+                "SELECT c.event_id, c.room_id, c.stream_ordering, ts_rank_cd(c.vector, plainto_tsquery('english', ?))"
+                " AS rank FROM (SELECT e.event_id, e.room_id, e.stream_ordering, s.vector FROM "
+                f"{self._from(txn)} WHERE {where} ORDER BY e.stream_ordering DESC LIMIT ?) c "
+                "ORDER BY rank DESC, c.stream_ordering DESC LIMIT ? OFFSET ?",
+                rank_params + params + [MAX_RANK_CANDIDATES, limit, offset],
+            )
         else:
-            order = "rank DESC, e.stream_ordering DESC"
-            tail, tail_params = "LIMIT ? OFFSET ?", [limit, offset]
-        txn.execute(
-            f"SELECT e.event_id, e.room_id, e.stream_ordering, {rank} AS rank FROM {self._from(txn)} "
-            f"WHERE {where} ORDER BY {order} {tail}",
-            rank_params + params + tail_params,
-        )
+            # bm25() is only available in the MATCH query itself, so the window is the inner query.
+            txn.execute(
+                "SELECT event_id, room_id, stream_ordering, rank FROM (SELECT e.event_id, e.room_id, "
+                f"e.stream_ordering, {rank} AS rank FROM {self._from(txn)} WHERE {where} "
+                "ORDER BY e.stream_ordering DESC LIMIT ?) ORDER BY rank DESC, stream_ordering DESC LIMIT ? OFFSET ?",
+                params + [MAX_RANK_CANDIDATES, limit, offset],
+            )
         return [SearchHit(r[0], r[1], int(r[2]), float(r[3] or 0.0)) for r in txn.fetchall()]
