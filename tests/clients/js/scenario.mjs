@@ -255,7 +255,11 @@ async function plainScenario(alice, bob) {
     const bobThread = await waitFor("bob has the thread with both replies", () => {
         const t = bobRoom.getThread(alert.event_id);
         // replyToEvent may come from the root's bundled aggregation before /relations fills the timeline.
-        return t && t.length === 2 && t.timeline.some((e) => e.getId() === answer.event_id) ? t : null;
+        // The SDK fetches the root (with its aggregation) on its own schedule: wait for it too, as Element's
+        // thread panel does before it renders.
+        return t && t.length === 2 && t.timeline.some((e) => e.getId() === answer.event_id)
+            && t.rootEvent && t.timeline[0]?.getId() === alert.event_id
+            && t.rootEvent.getServerAggregatedRelation(THREAD_RELATION_TYPE.name) ? t : null;
     });
     r.bob_thread = {
         length: bobThread.length,
