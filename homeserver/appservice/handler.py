@@ -222,6 +222,9 @@ class AppServices:
         if response.status != 200:
             raise MatrixError(502, f"Ping returned status {response.status}", Codes.BAD_STATUS,
                               status=response.status, body=response.body)
+        sender = self.senders.get(service.id)
+        if sender is not None:
+            sender.retry_now()
         return int((self.clock.seconds() - start) * 1000)
 
     # -- interest ------------------------------------------------------------------------------------------------

@@ -182,7 +182,27 @@ class AppServiceSender:
         return min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(failures - 1, 16)))
 
     def _sleep(self, seconds: float) -> defer.Deferred:
-        return task.deferLater(self.clock, seconds, lambda: None)
+        """A backoff wait of ``seconds`` that :meth:`retry_now` can cut short."""
+        waiting: defer.Deferred = defer.Deferred()
+        call = self.clock.callLater(seconds, self._end_wait, waiting)
+        self._wait = (waiting, call)
+        return waiting
+
+    @staticmethod
+    def _end_wait(waiting: defer.Deferred) -> None:
+        if not waiting.called:
+            waiting.callback(None)
+
+    def retry_now(self) -> None:
+        """End a backoff wait at once: the appservice just proved it is reachable (a successful ping), so a
+        bridge coming back after an outage gets its backlog without waiting out the backoff (as Synapse does)."""
+        wait = getattr(self, "_wait", None)
+        if wait is None:
+            return
+        waiting, call = wait
+        if call.active():
+            call.cancel()
+        self._end_wait(waiting)
 
     async def _build_body(self, txn: PendingTransaction) -> dict[str, Any]:
         found = await self.hs.event_store.get_events(txn.event_ids)

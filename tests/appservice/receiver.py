@@ -73,6 +73,9 @@ class AppServiceReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY each reply waits for the client's
+            # delayed ACK (40 ms), which would pace every transaction.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass

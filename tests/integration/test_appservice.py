@@ -376,3 +376,22 @@ def test_login_as_namespaced_user(setup: Setup) -> None:
     body["identifier"]["user"] = alice.user_id
     r = setup.api.request("POST", CS + "/login", body, token=setup.reg.as_token)
     assert (r.status, r.errcode()) == (403, "M_FORBIDDEN")
+
+
+def test_successful_ping_ends_the_backoff_wait(setup: Setup) -> None:
+    alice = register(setup.api)
+    room_id = setup.room_with_bot(alice)
+    receiver = setup.receiver
+    assert receiver.wait_for(lambda r: any(e["room_id"] == room_id and e["type"] == "m.room.member"
+                                           and e.get("state_key") == setup.bot for e in r.events))
+    before = len(receiver.attempts)
+    receiver.status_override = 500
+    try:
+        sent = [alice.send(room_id, f"while down {i}") for i in range(3)]
+        # Five failures: the next retry is 8 s or more away (backoff 0.5 s doubling).
+        assert receiver.wait_for(lambda r: len(r.attempts) >= before + 5, timeout=30), "no retries seen"
+    finally:
+        receiver.status_override = None
+    r = _ping(setup, setup.reg.as_token, "tocsin_test", {"transaction_id": "back-up"})
+    assert r.status == 200, r.json
+    assert receiver.wait_for_events(sent, timeout=4), "the backlog waited for the backoff despite the ping"
