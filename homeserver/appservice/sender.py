@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 from homeserver.appservice.api import AppServiceApi
 from homeserver.appservice.registration import ApplicationService
