@@ -127,14 +127,19 @@ def test_transactions_deliver_interesting_events_in_order(setup: Setup) -> None:
     assert all(n <= 100 for _t, n in setup.receiver.attempts)
 
 
+def _room_before_outage(setup: Setup, alice: Any) -> tuple[str, int]:
+    """A room with the bot, once the bot's own join has been delivered (so an outage starts with the test's
+    messages); returns ``(room_id, transaction attempts so far)``."""
+    room_id = setup.room_with_bot(alice)
+    assert setup.receiver.wait_for(lambda r: any(e["room_id"] == room_id and e["type"] == "m.room.member"
+                                                 and e.get("state_key") == setup.bot for e in r.events))
+    return room_id, len(setup.receiver.attempts)
+
+
 def test_appservice_answering_500_gets_every_event_exactly_once(setup: Setup) -> None:
     alice = register(setup.api)
-    room_id = setup.room_with_bot(alice)
     receiver = setup.receiver
-    # Let the bot's own join be delivered first, so the outage starts with our messages.
-    assert receiver.wait_for(lambda r: any(e["room_id"] == room_id and e["type"] == "m.room.member"
-                                           and e.get("state_key") == setup.bot for e in r.events))
-    before = len(receiver.attempts)
+    room_id, before = _room_before_outage(setup, alice)
     receiver.status_override = 500
     try:
         sent = [alice.send(room_id, f"during outage {i}") for i in range(15)]
@@ -380,11 +385,8 @@ def test_login_as_namespaced_user(setup: Setup) -> None:
 
 def test_successful_ping_ends_the_backoff_wait(setup: Setup) -> None:
     alice = register(setup.api)
-    room_id = setup.room_with_bot(alice)
     receiver = setup.receiver
-    assert receiver.wait_for(lambda r: any(e["room_id"] == room_id and e["type"] == "m.room.member"
-                                           and e.get("state_key") == setup.bot for e in r.events))
-    before = len(receiver.attempts)
+    room_id, before = _room_before_outage(setup, alice)
     receiver.status_override = 500
     try:
         sent = [alice.send(room_id, f"while down {i}") for i in range(3)]
