@@ -250,11 +250,7 @@ class E2EKeysHandler:
             entries += 1 + len(device_ids)
             if entries > MAX_QUERY_ENTRIES:
                 raise InvalidParamError(f"At most {MAX_QUERY_ENTRIES} users and devices per query")
-            server = _server_of(user_id)
-            if server is None:
-                continue
-            if server != self.hs.hostname:
-                failures[server] = {"errcode": Codes.UNKNOWN, "error": "This server does not federate"}
+            if not self._is_local_user(user_id, failures):
                 continue
             local[user_id] = device_ids
         device_keys = await self.store.get_device_keys(local)
@@ -276,6 +272,17 @@ class E2EKeysHandler:
                 reply["user_signing_keys"][user_id] = keys["user_signing"]
         return reply
 
+    def _is_local_user(self, user_id: str, failures: JsonDict) -> bool:
+        """For /keys/query and /keys/claim: True for a user of this server; a user of another server is noted in
+        ``failures`` under their server (no federation); a malformed ID is skipped."""
+        server = _server_of(user_id)
+        if server is None:
+            return False
+        if server != self.hs.hostname:
+            failures[server] = {"errcode": Codes.UNKNOWN, "error": "This server does not federate"}
+            return False
+        return True
+
     # -- POST /keys/claim -----------------------------------------------------------------------------------------
 
     async def claim_keys(self, body: JsonDict) -> JsonDict:
@@ -293,11 +300,7 @@ class E2EKeysHandler:
         for user_id, devices in wanted.items():
             if not isinstance(devices, dict) or not all(isinstance(a, str) for a in devices.values()):
                 raise BadJsonError(f"one_time_keys.{user_id} must map device IDs to algorithm names")
-            server = _server_of(user_id)
-            if server is None:
-                continue
-            if server != self.hs.hostname:
-                failures[server] = {"errcode": Codes.UNKNOWN, "error": "This server does not federate"}
+            if not self._is_local_user(user_id, failures):
                 continue
             requests.extend((user_id, device_id, algorithm) for device_id, algorithm in devices.items())
             if len(requests) > MAX_QUERY_ENTRIES:
