@@ -26,6 +26,8 @@ import yaml
 from appservices.escalation.schedule import (
     Schedule,
     ScheduleError,
+    _check_keys,
+    _expect_mapping,
     _parse_time,
     _parse_weekdays,
     load_schedules,
@@ -188,15 +190,11 @@ class EscalationConfig:
 
 
 def _mapping(value: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PolicyError(f"{key}: expected a mapping, got {type(value).__name__}")
-    return value
+    return _expect_mapping(value, key, PolicyError)
 
 
 def _keys(data: Mapping[str, Any], allowed: set[str], key: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise PolicyError(f"{key}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    _check_keys(data, allowed, key, PolicyError)
 
 
 def _duration(value: Any, key: str) -> timedelta:

@@ -387,16 +387,19 @@ def _aware(value: Any, zone: ZoneInfo, key: str) -> datetime:
     return dt.astimezone(UTC)
 
 
-def _expect_mapping(value: Any, key: str) -> Mapping[str, Any]:
+def _expect_mapping(value: Any, key: str, error: type[ScheduleError] = ScheduleError) -> Mapping[str, Any]:
+    """``value`` if it is a mapping; else ``error`` (a ScheduleError subclass) naming the config ``key``."""
     if not isinstance(value, Mapping):
-        raise ScheduleError(f"{key}: expected a mapping, got {type(value).__name__}")
+        raise error(f"{key}: expected a mapping, got {type(value).__name__}")
     return value
 
 
-def _check_keys(data: Mapping[str, Any], allowed: set[str], key: str) -> None:
+def _check_keys(data: Mapping[str, Any], allowed: set[str], key: str,
+                error: type[ScheduleError] = ScheduleError) -> None:
+    """Raise ``error`` naming the first key of ``data`` outside ``allowed`` (config keys are never ignored)."""
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ScheduleError(f"{key}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
+        raise error(f"{key}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
 def load_schedule(name: str, data: Any, key: str | None = None) -> Schedule:
