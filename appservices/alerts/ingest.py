@@ -137,22 +137,7 @@ def parse_alertmanager(body: Any) -> AlertGroup:
         raise BadPayload(f"unsupported webhook payload version {version!r}, expected '4'", "bad_version", 422)
     group_key = _require(body, "groupKey", str, "")
     _status(_require(body, "status", str, ""), "status")
-    alerts = _parse_am_alerts(body, grafana=False)
-    common_labels = _str_map(body.get("commonLabels"), "commonLabels")
-    common_annotations = _str_map(body.get("commonAnnotations"), "commonAnnotations")
-    truncated = body.get("truncatedAlerts", 0)
-    return AlertGroup(
-        source="alertmanager",
-        dedup_key=group_key,
-        status=_group_status(alerts),
-        alerts=alerts,
-        group_labels=_str_map(body.get("groupLabels"), "groupLabels"),
-        common_labels=common_labels,
-        common_annotations=common_annotations,
-        title=_title(common_labels, common_annotations, alerts),
-        external_url=_http_url(body.get("externalURL")),
-        truncated_alerts=truncated if isinstance(truncated, int) else 0,
-    )
+    return _am_shaped_group(body, "alertmanager", group_key, grafana=False)
 
 
 def parse_grafana(body: Any) -> AlertGroup:
@@ -168,13 +153,19 @@ def parse_grafana(body: Any) -> AlertGroup:
         raise BadPayload("body must be a JSON object", "bad_type")
     group_key = _require(body, "groupKey", str, "")
     _status(_require(body, "status", str, ""), "status")
-    alerts = _parse_am_alerts(body, grafana=True)
+    org = body.get("orgId")
+    return _am_shaped_group(body, "grafana", f"{org}/{group_key}" if org is not None else group_key, grafana=True)
+
+
+def _am_shaped_group(body: dict[str, Any], source: str, dedup_key: str, grafana: bool) -> AlertGroup:
+    """The AlertGroup of a body in Alertmanager's webhook shape (Grafana's contact point reuses it)."""
+    alerts = _parse_am_alerts(body, grafana=grafana)
     common_labels = _str_map(body.get("commonLabels"), "commonLabels")
     common_annotations = _str_map(body.get("commonAnnotations"), "commonAnnotations")
-    org = body.get("orgId")
+    truncated = body.get("truncatedAlerts", 0)
     return AlertGroup(
-        source="grafana",
-        dedup_key=f"{org}/{group_key}" if org is not None else group_key,
+        source=source,
+        dedup_key=dedup_key,
         status=_group_status(alerts),
         alerts=alerts,
         group_labels=_str_map(body.get("groupLabels"), "groupLabels"),
@@ -182,7 +173,7 @@ def parse_grafana(body: Any) -> AlertGroup:
         common_annotations=common_annotations,
         title=_title(common_labels, common_annotations, alerts),
         external_url=_http_url(body.get("externalURL")),
-        truncated_alerts=body.get("truncatedAlerts", 0) if isinstance(body.get("truncatedAlerts"), int) else 0,
+        truncated_alerts=truncated if isinstance(truncated, int) and not isinstance(truncated, bool) else 0,
     )
 
 
