@@ -6,7 +6,10 @@ import asyncio
 import time
 from typing import Any, Callable
 
-from nio import AsyncClient, JoinResponse, LoginResponse, RegisterResponse, RoomSendResponse
+from nio import (
+    AsyncClient, JoinResponse, LoginResponse, MessageDirection, RegisterResponse, RoomMessagesResponse,
+    RoomSendResponse,
+)
 
 from .harness import HomeserverUnderTest
 
@@ -32,6 +35,10 @@ def ensure_users(hs: HomeserverUnderTest, names: list[str]) -> None:
 class Human:
     """A logged-in nio client that auto-joins invites and records every timeline event it syncs (raw dicts).
 
+    Like a person scrolling up, it follows a ``limited`` timeline (more events arrived between two syncs than
+    the timeline limit holds) back through ``/messages`` until it meets an event it already has, so no event
+    after the login is skipped however busy the room was.
+
     With ``alias_prefix`` (e.g. ``"#alerts-"``) only events of rooms whose canonical alias starts with it are
     recorded, so two bridges sharing a homeserver (and this user) never see each other's alerts.
     """
@@ -42,7 +49,9 @@ class Human:
         self.name = name
         self.alias_prefix = alias_prefix
         self.events: list[dict[str, Any]] = []
+        self.seen_event_ids: set[str] = set()
         self.joined: set[str] = set()
+        self._initial_sync_done = False
 
     async def login(self) -> None:
         resp = await self.client.login(PASSWORD)
@@ -65,10 +74,33 @@ class Human:
                 alias = room.canonical_alias if room is not None else None
                 if not (alias or "").startswith(self.alias_prefix):
                     continue
-            for ev in info.timeline.events:
-                raw = dict(ev.source)
+            events = [dict(ev.source) for ev in info.timeline.events]
+            # The login's initial sync shows only the latest events, as a client does; later gaps are filled.
+            if info.timeline.limited and info.timeline.prev_batch and self._initial_sync_done:
+                events = await self._scroll_back(room_id, info.timeline.prev_batch) + events
+            for raw in events:
+                if raw.get("event_id") in self.seen_event_ids:
+                    continue
                 raw["room_id"] = room_id
+                self.seen_event_ids.add(raw.get("event_id", ""))
                 self.events.append(raw)
+        self._initial_sync_done = True
+
+    async def _scroll_back(self, room_id: str, token: str, max_pages: int = 20) -> list[dict[str, Any]]:
+        """Events before ``token`` back to the first one already recorded (or the room's start), oldest first."""
+        older: list[dict[str, Any]] = []
+        for _ in range(max_pages):
+            resp = await self.client.room_messages(room_id, start=token, direction=MessageDirection.back, limit=50)
+            assert isinstance(resp, RoomMessagesResponse), resp
+            for ev in resp.chunk:
+                raw = dict(ev.source)
+                if raw.get("event_id") in self.seen_event_ids:
+                    return list(reversed(older))
+                older.append(raw)
+            if not resp.chunk or not resp.end:
+                break
+            token = resp.end
+        return list(reversed(older))
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 30) -> dict[str, Any]:
         """The first recorded event matching ``predicate``, syncing until it arrives (AssertionError on timeout)."""
