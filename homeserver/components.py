@@ -118,3 +118,5 @@ def build_components(hs: Any) -> None:
 
     # -- sync (last: it reads every area) -------------------------------------------------------------------
     hs.sync_handler = SyncHandler(hs)
+    # Every stream is registered now and nothing has been written yet: the notifier sees every change from here.
+    hs.notifier.set_baseline(hs.stream_positions.current_token())

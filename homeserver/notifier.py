@@ -46,6 +46,8 @@ class Notifier:
         self._waiters: dict[str, set[_Waiter]] = {}
         self._current = StreamToken()
         self._callbacks: list[Callable[[str, int], None]] = []
+        # Positions the streams were at when this process started: announcements after them are all in _last.
+        self._baseline: StreamToken | None = None
 
     @property
     def current_token(self) -> StreamToken:
@@ -83,6 +85,17 @@ class Notifier:
                 cb(stream, position)
             except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
                 logger.exception("stream listener failed")
+
+    def set_baseline(self, token: StreamToken) -> None:
+        """Record the stream positions at start-up (before any write): every later change is announced here."""
+        self._baseline = token
+
+    def knows_changes_since(self, since: StreamToken) -> bool:
+        """True if every change after ``since`` was announced to this notifier, so :meth:`has_changed` answers
+        for ``since`` exactly: ``since`` is at or after the start-up positions (a token from before a restart is
+        not, nor is any token before :meth:`set_baseline` was called).
+        """
+        return self._baseline is not None and since.is_at_or_after(self._baseline)
 
     def has_changed(self, keys: Iterable[str], since: StreamToken) -> bool:
         """True if anything was announced for ``keys`` after ``since``."""

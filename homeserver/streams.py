@@ -10,7 +10,7 @@ this version knows is an error, as are negative or non-numeric parts.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 from homeserver.http.errors import InvalidParamError
 
@@ -37,7 +37,9 @@ class StreamToken:
     def to_string(self) -> str:
         """The sync token string ``s<events>_<receipts>_..._<presence>`` (``next_batch``/``since``); see :meth:`parse`.
         """
-        return "s" + "_".join(str(getattr(self, name)) for name in STREAM_NAMES)
+        # Spelled out rather than a loop over STREAM_NAMES: every /sync answer writes several of these.
+        return (f"s{self.events}_{self.receipts}_{self.account_data}_{self.to_device}_{self.device_lists}_"
+                f"{self.typing}_{self.presence}")
 
     __str__ = to_string
 
@@ -61,17 +63,27 @@ class StreamToken:
 
     def copy_and_replace(self, stream: str, position: int) -> "StreamToken":
         """This token with ``stream`` set to ``position``, even if that moves it back."""
-        return replace(self, **{stream: position})
+        values = self.as_tuple()
+        return StreamToken(*values[:_INDEX[stream]], position, *values[_INDEX[stream] + 1:])
+
+    def as_tuple(self) -> tuple[int, ...]:
+        """The positions in :data:`STREAM_NAMES` order."""
+        return (self.events, self.receipts, self.account_data, self.to_device, self.device_lists, self.typing,
+                self.presence)
 
     def copy_and_advance(self, stream: str, position: int) -> "StreamToken":
         """This token with ``stream`` moved to ``position`` if that is further along."""
         if getattr(self, stream) >= position:
             return self
-        return replace(self, **{stream: position})
+        return self.copy_and_replace(stream, position)
 
     def is_after(self, other: "StreamToken") -> bool:
         """True if any stream of this token is past ``other``'s."""
-        return any(getattr(self, n) > getattr(other, n) for n in STREAM_NAMES)
+        return any(a > b for a, b in zip(self.as_tuple(), other.as_tuple()))
+
+    def is_at_or_after(self, other: "StreamToken") -> bool:
+        """True if every stream of this token is at or past ``other``'s."""
+        return all(a >= b for a, b in zip(self.as_tuple(), other.as_tuple()))
 
     def min(self, other: "StreamToken") -> "StreamToken":
         """Per stream, the lower position of this token and ``other``."""
@@ -83,6 +95,7 @@ class StreamToken:
 
 
 assert tuple(f.name for f in fields(StreamToken)) == STREAM_NAMES
+_INDEX = {name: i for i, name in enumerate(STREAM_NAMES)}
 
 
 class StreamIdGenerator:
@@ -155,4 +168,5 @@ class StreamPositions:
 
     def current_token(self) -> StreamToken:
         """Positions up to which every stream is complete (safe to read up to)."""
-        return StreamToken(**{name: gen.current() for name, gen in self._generators.items()})
+        gens = self._generators
+        return StreamToken(*(gens[name].current() if name in gens else 0 for name in STREAM_NAMES))

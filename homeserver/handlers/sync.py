@@ -60,6 +60,14 @@ class SyncHandler:
         something to arrive, then return (an empty response with a fresh ``next_batch`` at the timeout)."""
         user_id = config.requester.user_id
         deadline = self.hs.clock.seconds() + max(0, timeout_ms) / 1000
+        since = config.since
+        if (since is not None and not config.full_state and timeout_ms > 0 and self.notifier.knows_changes_since(since)
+                and not since.is_after(self.hs.stream_positions.current_token())):
+            # The usual long-poll: the client comes back with the token of its last answer. If nothing for this
+            # user or their rooms was announced since, building now would only find that out: wait first.
+            rooms = await self.room_store.get_rooms_for_user(user_id)
+            if not self.notifier.has_changed([user_id, *rooms], since):
+                await self.notifier.wait_for_change(user_id, rooms, since, timeout_ms)
         while True:
             now = self.hs.stream_positions.current_token()
             if config.since is not None and config.since.is_after(now):

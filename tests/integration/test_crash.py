@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from tests.integration.roomlib import all_messages
 from tests.support.client import Api, q, register
@@ -76,3 +77,30 @@ def test_sync_token_from_before_restart_still_gets_typing(fresh_homeserver) -> N
     s = bob.sync(since=token, timeout=3000)
     ephemeral = s["rooms"]["join"].get(room, {}).get("ephemeral", {}).get("events", [])
     assert {"type": "m.typing", "content": {"user_ids": [alice.user_id]}} in ephemeral
+
+
+def test_long_poll_with_token_from_before_restart_gets_data_committed_before_it(fresh_homeserver) -> None:
+    """A long-poll skips building a response when the notifier saw nothing since ``since``; the notifier only knows
+    what happened since start-up, so a token from before a restart must still be answered from the database."""
+    hs = fresh_homeserver.start()
+    api = Api(hs.base_url)
+    alice, bob = register(api), register(api)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    token = bob.sync()["next_batch"]
+    sent = alice.send(room, "while bob was away")
+    hs.stop()
+    hs.start()
+    started = time.monotonic()
+    s = bob.sync(since=token, timeout=20000)
+    assert [e["event_id"] for e in s["rooms"]["join"][room]["timeline"]["events"]] == [sent]
+    # Answered from what was stored, not at the long-poll's timeout (which would mean it waited for news).
+    assert time.monotonic() - started < 15
+    # And the next long-poll, with a token from this process, waits and is woken by the next message.
+    result: dict = {}
+    waiter = threading.Thread(target=lambda: result.update(bob.sync(since=s["next_batch"], timeout=20000)))
+    waiter.start()
+    time.sleep(0.5)
+    woke = alice.send(room, "back again")
+    waiter.join(25)
+    assert [e["event_id"] for e in result["rooms"]["join"][room]["timeline"]["events"]] == [woke]

@@ -87,3 +87,29 @@ def test_cancelled_waiter_is_unregistered() -> None:
     d.addErrback(lambda f: f.trap(defer.CancelledError))
     assert notifier._waiters == {}
     assert not clock.getDelayedCalls()
+
+
+@given(st.lists(st.integers(0, 2**40), min_size=len(STREAM_NAMES), max_size=len(STREAM_NAMES)),
+       st.sampled_from(STREAM_NAMES), st.integers(0, 2**40))
+def test_copy_and_replace_changes_only_that_stream(values: list[int], stream: str, position: int) -> None:
+    token = StreamToken(*values)
+    replaced = token.copy_and_replace(stream, position)
+    for name in STREAM_NAMES:
+        assert getattr(replaced, name) == (position if name == stream else getattr(token, name))
+    advanced = token.copy_and_advance(stream, position)
+    assert getattr(advanced, stream) == max(position, getattr(token, stream))
+    assert replaced.to_string() == "s" + "_".join(str(getattr(replaced, n)) for n in STREAM_NAMES)
+    assert token.is_at_or_after(token) and not token.is_after(token)
+    assert advanced.is_at_or_after(token)
+    assert replaced.is_at_or_after(token) == (position >= getattr(token, stream))
+
+
+def test_notifier_knows_changes_only_from_its_baseline() -> None:
+    notifier = Notifier(task.Clock())
+    assert not notifier.knows_changes_since(StreamToken(events=5))  # no baseline: never claims to know
+    notifier.set_baseline(StreamToken(events=5, typing=100))
+    assert notifier.knows_changes_since(StreamToken(events=5, typing=100))
+    assert notifier.knows_changes_since(StreamToken(events=9, typing=120))
+    # A token from before the start (a restart): changes between it and the start were never announced here.
+    assert not notifier.knows_changes_since(StreamToken(events=4, typing=120))
+    assert not notifier.knows_changes_since(StreamToken(events=9, typing=99))
