@@ -30,6 +30,8 @@ class EventSerializer:
                         event_format: str = "client", event_fields: list[str] | None = None,
                         bundle_relations: bool = True) -> list[dict[str, Any]]:
         """ClientEvent dicts for ``events`` as seen by ``requester`` (None: no per-device data)."""
+        if not events:
+            return []
         now = self.now_ms()
         redaction_ids = [e.internal_metadata["redacted_because"] for e in events
                          if "redacted_because" in e.internal_metadata]

@@ -257,7 +257,13 @@ class SyncHandler:
             state_events = list((await self.event_store.get_events(changed_ids)).values())
         else:
             state_events = []
-        summary = await self._summary(room_id, user_id)
+        if (room_since is None or full_state or limited
+                or await self.room_store.get_last_state_stream(room_id) > room_since.events):
+            summary = await self._summary(room_id, user_id)
+        else:
+            # No state event in the range: member counts and heroes are unchanged since the last sync, and the
+            # spec lets them be omitted then (most incremental syncs: only messages arrived).
+            summary = {}
         if flt.lazy_load_members:
             senders = {e.sender for e in timeline} | {user_id}
             if since is None or newly_joined or full_state or limited:

@@ -23,6 +23,7 @@ from homeserver.http.errors import (
     BadJsonError,
     InvalidParamError,
     MatrixError,
+    MissingParamError,
     NotJsonError,
     TooLargeError,
     UnrecognizedRequestError,
@@ -321,8 +322,6 @@ def query_args(request: MatrixRequest) -> dict[bytes, list[bytes]]:
 def parse_string(request: MatrixRequest, name: str, default: str | None = None, required: bool = False,
                  allowed: Iterable[str] | None = None) -> str | None:
     """A query-string parameter as text. Raises MissingParamError / InvalidParamError."""
-    from homeserver.http.errors import InvalidParamError, MissingParamError
-
     values = (request.args or {}).get(name.encode("ascii"))
     if not values:
         if required:
@@ -343,8 +342,6 @@ _INTEGER_RE = re.compile(r"^-?[0-9]+$")
 def _unquote_path_param(value: str) -> str:
     """Percent-decode one path segment as strict UTF-8 (400 ``M_INVALID_PARAM`` otherwise): invalid bytes must not
     turn into U+FFFD inside event types, state keys or transaction IDs."""
-    from homeserver.http.errors import InvalidParamError
-
     try:
         return urllib.parse.unquote(value, errors="strict")
     except UnicodeDecodeError as e:
@@ -354,8 +351,6 @@ def _unquote_path_param(value: str) -> str:
 def parse_integer(request: MatrixRequest, name: str, default: int | None = None, required: bool = False,
                   minimum: int | None = None, maximum: int | None = None) -> int | None:
     """A query-string parameter as int, range-checked. Raises MissingParamError / InvalidParamError."""
-    from homeserver.http.errors import InvalidParamError
-
     value = parse_string(request, name, None, required)
     if value is None:
         return default
@@ -376,8 +371,6 @@ def parse_boolean(request: MatrixRequest, name: str, default: bool = False) -> b
     """Query parameter ``name`` as a bool (``true``/``1``, ``false``/``0``), ``default`` when absent. Raises
     ``InvalidParamError`` (400 ``M_INVALID_PARAM``) for any other value.
     """
-    from homeserver.http.errors import InvalidParamError
-
     value = parse_string(request, name, None)
     if value is None:
         return default

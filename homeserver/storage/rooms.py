@@ -230,6 +230,11 @@ class RoomStore:
         """Stream position of the room's newest event (0 if none)."""
         return self._room_last_stream.get(room_id, 0)
 
+    async def get_last_state_stream(self, room_id: str) -> int:
+        """Stream position of the room's newest state event (0 for an unknown room)."""
+        room = await self._room(room_id)
+        return room.last_state_stream if room is not None else 0
+
     def get_last_membership_stream(self) -> int:
         """Stream position of the newest membership event in any room (0 if none)."""
         return self._last_membership_stream

@@ -239,6 +239,27 @@ def test_summary_heroes_and_counts(api: Api) -> None:
         alice.sync()["rooms"]["join"][named]["summary"]["m.heroes"] == []
 
 
+def test_incremental_summary_only_when_membership_or_name_changed(api: Api) -> None:
+    """Spec: the summary fields "may be omitted" when unchanged since the last sync; they must come back with
+    the new values as soon as a membership (or another state event) changes them, even with a filter that
+    hides member events from the timeline."""
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    token = alice.sync()["next_batch"]
+    alice.send(room, "only a message")
+    s = alice.sync(since=token)
+    assert s["rooms"]["join"][room]["summary"] == {}
+    only_messages = '{"room":{"timeline":{"types":["m.room.message"]}}}'
+    bob.join(room)
+    s2 = alice.sync(since=s["next_batch"], filter=only_messages)
+    summary = s2["rooms"]["join"][room]["summary"]
+    assert (summary["m.joined_member_count"], summary["m.invited_member_count"]) == (2, 0)
+    assert summary["m.heroes"] == [bob.user_id]
+    alice.send(room, "another message")
+    s3 = alice.sync(since=s2["next_batch"], filter=only_messages)
+    assert s3["rooms"]["join"][room]["summary"] == {}
+
+
 def test_full_state(api: Api) -> None:
     alice = register(api)
     room = alice.create_room(name="Full")
