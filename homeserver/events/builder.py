@@ -15,11 +15,10 @@ from nacl.signing import SigningKey
 from homeserver.events.canonical import (
     CANONICALJSON_MAX_INT,
     MAX_PDU_SIZE,
-    encode_canonical_json,
     validate_canonical_json,
 )
 from homeserver.events.event import Event
-from homeserver.events.hashing import add_hashes_and_signatures, compute_event_id
+from homeserver.events.hashing import add_hashes_and_signatures_returning_id
 from homeserver.events.room_versions import RoomVersion
 from homeserver.http.errors import BadJsonError, TooLargeError
 
@@ -115,11 +114,12 @@ def build_event(
         else:
             pdu["redacts"] = redacts
 
-    add_hashes_and_signatures(room_version, pdu, server_name, signing_key)
+    event_id = add_hashes_and_signatures_returning_id(room_version, pdu, server_name, signing_key)
     if unsigned:
         pdu["unsigned"] = copy.deepcopy(unsigned)
 
-    size = len(encode_canonical_json(pdu))
+    event = Event(pdu, room_version, event_id)
+    size = len(event.canonical_json())
     if size > MAX_PDU_SIZE:
         raise TooLargeError(f"Event is {size} bytes as canonical JSON; the limit is {MAX_PDU_SIZE}")
-    return Event(pdu, room_version, compute_event_id(room_version, pdu))
+    return event

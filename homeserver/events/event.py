@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.redaction import prune_event_dict
 from homeserver.events.room_versions import RoomVersion
@@ -27,13 +28,14 @@ class Event:
     ``outlier``, ``unsigned`` for client-visible unsigned data, ``redacted``...). It is never part of the PDU.
     """
 
-    __slots__ = ("_pdu", "room_version", "_event_id", "internal_metadata")
+    __slots__ = ("_pdu", "room_version", "_event_id", "internal_metadata", "_canonical")
 
     def __init__(self, pdu: dict[str, Any], room_version: RoomVersion, event_id: str | None = None) -> None:
         self._pdu = pdu
         self.room_version = room_version
         self._event_id = event_id
         self.internal_metadata: dict[str, Any] = {}
+        self._canonical: bytes | None = None
 
     @property
     def event_id(self) -> str:
@@ -112,6 +114,18 @@ class Event:
     def is_redacted(self) -> bool:
         """Whether the server has replaced this event's PDU by its redacted form."""
         return bool(self.internal_metadata.get("redacted"))
+
+    def canonical_json(self, unsigned: dict[str, Any] | None = None) -> bytes:
+        """The PDU as canonical JSON bytes; with ``unsigned``, that object replaces the PDU's ``unsigned``.
+
+        Computed once per event for the plain PDU (the PDU is read-only), e.g. by the size check when the event
+        is built and again when it is stored.
+        """
+        if unsigned:
+            return encode_canonical_json({**self._pdu, "unsigned": unsigned})
+        if self._canonical is None:
+            self._canonical = encode_canonical_json(self._pdu)
+        return self._canonical
 
     def get_pdu_json(self) -> dict[str, Any]:
         """A deep copy of the PDU (safe to mutate, e.g. to serialize or send over federation)."""

@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from nacl.signing import SigningKey, VerifyKey
-from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
+from signedjson.sign import SignatureVerifyException, verify_signed_json
 from unpaddedbase64 import decode_base64, encode_base64
 
 from homeserver.events.canonical import encode_canonical_json
@@ -51,12 +51,24 @@ def check_content_hash(event_dict: dict[str, Any]) -> bool:
     return hashlib.sha256(encode_canonical_json(stripped)).digest() == expected
 
 
-def compute_reference_hash(room_version: RoomVersion, event_dict: dict[str, Any]) -> bytes:
-    """The raw 32-byte SHA-256 reference hash of the redacted event minus ``signatures``, ``unsigned``, ``age_ts``."""
+def redacted_signing_bytes(room_version: RoomVersion, event_dict: dict[str, Any]) -> bytes:
+    """Canonical JSON of the redacted event minus ``signatures``, ``unsigned`` and ``age_ts``: the bytes both the
+    server signature and the reference hash are computed over (spec: "Signing events", "Calculating the
+    reference hash for an event")."""
     pruned = prune_event_dict(room_version, event_dict)
     for key in ("signatures", "unsigned", "age_ts"):
         pruned.pop(key, None)
-    return hashlib.sha256(encode_canonical_json(pruned)).digest()
+    return encode_canonical_json(pruned)
+
+
+def compute_reference_hash(room_version: RoomVersion, event_dict: dict[str, Any]) -> bytes:
+    """The raw 32-byte SHA-256 reference hash of the redacted event minus ``signatures``, ``unsigned``, ``age_ts``."""
+    return hashlib.sha256(redacted_signing_bytes(room_version, event_dict)).digest()
+
+
+def event_id_from_reference_hash(digest: bytes) -> str:
+    """``"$"`` + URL-safe unpadded base64 of a reference hash (room versions 4+)."""
+    return "$" + base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
 def compute_event_id(room_version: RoomVersion, event_dict: dict[str, Any]) -> str:
@@ -64,8 +76,7 @@ def compute_event_id(room_version: RoomVersion, event_dict: dict[str, Any]) -> s
 
     An ``event_id`` key inside ``event_dict`` (there is none in v10/v11 PDUs) would be hashed like any other key.
     """
-    digest = compute_reference_hash(room_version, event_dict)
-    return "$" + base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+    return event_id_from_reference_hash(compute_reference_hash(room_version, event_dict))
 
 
 def add_hashes_and_signatures(
@@ -83,14 +94,26 @@ def add_hashes_and_signatures(
     Returns:
         ``event_dict`` itself, now carrying ``hashes`` and ``signatures[server_name]``.
     """
-    event_dict["hashes"] = {"sha256": compute_content_hash(event_dict)}
-    pruned = prune_event_dict(room_version, event_dict)
-    # Sign only the redacted form so the signature survives redaction; other servers' signatures are kept.
-    pruned.pop("signatures", None)
-    signed = sign_json(pruned, server_name, signing_key)
-    signatures = event_dict.setdefault("signatures", {})
-    signatures.setdefault(server_name, {}).update(signed["signatures"][server_name])
+    add_hashes_and_signatures_returning_id(room_version, event_dict, server_name, signing_key)
     return event_dict
+
+
+def add_hashes_and_signatures_returning_id(
+    room_version: RoomVersion, event_dict: dict[str, Any], server_name: str, signing_key: SigningKey
+) -> str:
+    """As :func:`add_hashes_and_signatures` (``event_dict`` is modified in place), returning the event ID.
+
+    The signature and the reference hash cover the same bytes (the redacted event without ``signatures`` and
+    ``unsigned``, see :func:`redacted_signing_bytes`), so they are encoded once for both. Adding ``unsigned``
+    to the event afterwards does not change its ID.
+    """
+    event_dict["hashes"] = {"sha256": compute_content_hash(event_dict)}
+    # Sign only the redacted form so the signature survives redaction; other servers' signatures are kept.
+    signed_bytes = redacted_signing_bytes(room_version, event_dict)
+    signature = encode_base64(signing_key.sign(signed_bytes).signature)
+    signatures = event_dict.setdefault("signatures", {})
+    signatures.setdefault(server_name, {})[f"{signing_key.alg}:{signing_key.version}"] = signature
+    return event_id_from_reference_hash(hashlib.sha256(signed_bytes).digest())
 
 
 def verify_event_signature(

@@ -15,7 +15,6 @@ from collections import OrderedDict
 from typing import Any, Iterable
 
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, prune_event
-from homeserver.events.canonical import encode_canonical_json
 from homeserver.storage.database import Database, Txn
 from homeserver.streams import StreamIdGenerator
 
@@ -334,10 +333,7 @@ class EventStore:
         ``txn_id`` is ``(user_id, device_id, room_id, scope, txn_id)`` for ``PUT .../send/{txnId}`` and
         ``PUT .../redact/{eventId}/{txnId}`` idempotency (see :meth:`get_txn_event_id`).
         """
-        pdu = event.get_pdu_json()
-        unsigned = event.internal_metadata.get("unsigned")
-        if unsigned:
-            pdu["unsigned"] = unsigned
+        pdu_json = event.canonical_json(event.internal_metadata.get("unsigned")).decode("utf-8")
         if is_new_room:
             txn.execute(
                 "INSERT INTO rooms (room_id, creator, room_version, is_public, creation_ts) VALUES (?, ?, ?, 0, ?)",
@@ -347,7 +343,7 @@ class EventStore:
             "INSERT INTO events (stream_ordering, depth, event_id, room_id, type, state_key, sender, "
             "origin_server_ts, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (stream_ordering, event.depth, event.event_id, event.room_id, event.type, event.state_key,
-             event.sender, event.origin_server_ts, encode_canonical_json(pdu).decode("utf-8")),
+             event.sender, event.origin_server_ts, pdu_json),
         )
         if event.is_state():
             membership = event.membership if event.type == "m.room.member" else None

@@ -52,6 +52,20 @@ def test_built_message_pdu_shape_and_id() -> None:
     assert event.internal_metadata == {}
 
 
+@pytest.mark.parametrize("version", [V10, V11])
+def test_built_state_event_id_and_signature_match_independent_computation(version: RoomVersion) -> None:
+    # The builder signs and hashes the same redacted bytes once; recomputing each separately must agree.
+    event = build(version, type="m.room.power_levels", state_key="", content={"users": {ALICE: 100}, "ban": 50},
+                  unsigned={"prev_content": {"users": {}}})
+    pdu = event.get_pdu_json()
+    assert event.event_id == compute_event_id(version, pdu)
+    verify_event_signature(version, pdu, SERVER, get_verify_key(SIGNING_KEY))
+    assert event.canonical_json() == encode_canonical_json(pdu)
+    replaced = event.canonical_json({"replaces_state": "$old"})
+    assert replaced == encode_canonical_json({**pdu, "unsigned": {"replaces_state": "$old"}})
+    assert event.canonical_json() == encode_canonical_json(pdu)  # the override is not memoized
+
+
 def test_event_id_computed_lazily_when_not_given() -> None:
     built = build()
     again = Event(built.get_pdu_json(), V10)
