@@ -62,6 +62,39 @@ def encode_json(body: Any) -> bytes:
     return _encoder.encode(body).encode("utf-8")
 
 
+_date_header: tuple[int, bytes] = (0, b"")
+
+
+def _http_date() -> bytes:
+    """The ``Date`` header value for now, formatted once per second rather than once per response."""
+    global _date_header
+    now = int(time.time())
+    if _date_header[0] != now:
+        _date_header = (now, http.datetimeToString(now))
+    return _date_header[1]
+
+
+class MatrixHTTPChannel(http.HTTPChannel):
+    """Twisted's HTTP/1.1 channel, remembering its two addresses: every request asks for them, and the local one
+    costs a ``getsockname`` system call each time. (The site serves plain HTTP/1.1 only; TLS and HTTP/2 are for
+    the reverse proxy in front.)"""
+
+    _peer: Any = None
+    _host: Any = None
+
+    def getPeer(self) -> Any:  # noqa: N802 - Twisted API
+        """The client's address (cached for the connection)."""
+        if self._peer is None:
+            self._peer = self.transport.getPeer()
+        return self._peer
+
+    def getHost(self) -> Any:  # noqa: N802 - Twisted API
+        """The local address (cached for the connection)."""
+        if self._host is None:
+            self._host = self.transport.getHost()
+        return self._host
+
+
 class MatrixRequest(server.Request):
     """A request whose body is capped while it is received.
 
@@ -115,6 +148,25 @@ class MatrixRequest(server.Request):
             self.channel.transport.loseConnection()
             return
         super().requestReceived(command, path, version)
+
+    def process(self) -> None:
+        """Twisted hook once the request is complete: hand it to the site's resource.
+
+        The client listener's root is a :class:`JsonRouter` leaf, which routes on ``request.path`` itself, so the
+        resource-tree walk of ``Site.getResourceFor`` (and its per-segment unquoting) is skipped for it.
+        """
+        root = self.channel.site.resource
+        if not isinstance(root, JsonRouter):
+            super().process()
+            return
+        self.site = self.channel.site
+        self.setHeader(b"Date", _http_date())
+        self.prepath = []
+        self.postpath = []
+        try:
+            self.render(root)
+        except BaseException:
+            self.processingFailed(Failure())
 
     def _reject_too_large(self, declared_length: int | None = None) -> None:
         self._aborted = True
@@ -262,6 +314,7 @@ class MatrixSite(server.Site):
 
     def __init__(self, root: resource.Resource, max_request_body_size: int, max_upload_size: int) -> None:
         super().__init__(root, requestFactory=MatrixRequest)
+        self.protocol = MatrixHTTPChannel
         self.max_request_body_size = max_request_body_size
         self.max_upload_size = max_upload_size
         self.noisy = False
