@@ -14,6 +14,7 @@ import time
 import urllib.parse
 from typing import Any, Awaitable, Callable, Iterable
 
+import orjson
 from prometheus_client import Counter, Histogram
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -58,8 +59,34 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 
 
 def encode_json(body: Any) -> bytes:
-    """Compact UTF-8 JSON for a reply."""
-    return _encoder.encode(body).encode("utf-8")
+    """Compact UTF-8 JSON for a reply.
+
+    orjson encodes the common case about ten times faster than the standard library (every /sync answer passes
+    here). What orjson refuses (integers beyond 64 bits, e.g. in stored account data, or non-string keys) goes
+    through the standard encoder, which also keeps refusing what JSON cannot hold (NaN: ValueError; lone
+    surrogates: UnicodeEncodeError) instead of orjson writing ``null``.
+    """
+    try:
+        return _fast_dumps(body)
+    except (TypeError, ValueError):
+        return _encoder.encode(body).encode("utf-8")
+
+
+def _fast_dumps(body: Any) -> bytes:
+    data = orjson.dumps(body)
+    if b"null" in data and _has_nan(body):
+        raise ValueError("NaN is not JSON")
+    return data
+
+
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if isinstance(value, dict):
+        return any(_has_nan(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    return False
 
 
 _date_header: tuple[int, bytes] = (0, b"")
@@ -280,8 +307,7 @@ class JsonRouter(resource.Resource):
         finally:
             elapsed = time.monotonic() - request.start_time
             code = request.code
-            requests_total.labels(method.decode("ascii", "replace"), servlet, str(code)).inc()
-            request_seconds.labels(servlet).observe(elapsed)
+            _count_request(method, servlet, code, elapsed)
             if self.hs is None or self.hs.config.access_log:
                 user = getattr(request.requester, "user_id", "-") if request.requester else "-"
                 access_logger.info('%s %s "%s %s" %d %.1fms', request.get_client_ip(), user,
@@ -300,6 +326,23 @@ class JsonRouter(resource.Resource):
         if request.method != b"HEAD":
             request.write(data)
         request.finish()
+
+
+# Labelled children of the request metrics by (method, servlet, code): looking them up through .labels() on every
+# request costs more than counting. Bounded by the routes x methods x status codes the router can answer.
+_request_metrics: dict[tuple[bytes, str, int], tuple[Any, Any]] = {}
+
+
+def _count_request(method: bytes, servlet: str, code: int, elapsed_s: float) -> None:
+    key = (method, servlet, code)
+    children = _request_metrics.get(key)
+    if children is None:
+        children = (requests_total.labels(method.decode("ascii", "replace"), servlet, str(code)),
+                    request_seconds.labels(servlet))
+        if len(_request_metrics) < 10_000:
+            _request_metrics[key] = children
+    children[0].inc()
+    children[1].observe(elapsed_s)
 
 
 _TOKEN_RE = re.compile(r"(access_token=)[^&]*")
