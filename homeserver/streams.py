@@ -21,6 +21,10 @@ STREAM_NAMES: tuple[str, ...] = (
 
 MAX_POSITION = 2**53 - 1
 
+# Recently parsed token strings (valid ones only); cleared when full.
+_parsed_tokens: dict[str, "StreamToken"] = {}
+_PARSED_TOKENS_MAX = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class StreamToken:
@@ -46,6 +50,9 @@ class StreamToken:
     @classmethod
     def parse(cls, token: str, param: str = "since") -> "StreamToken":
         """Parse ``s1_2_...``; raises InvalidParamError (400 ``M_INVALID_PARAM``) naming ``param``."""
+        cached = _parsed_tokens.get(token) if isinstance(token, str) else None
+        if cached is not None:
+            return cached
         if not isinstance(token, str) or not token.startswith("s") or len(token) > 200:
             raise InvalidParamError(f"Invalid {param} token")
         parts = token[1:].split("_")
@@ -59,7 +66,12 @@ class StreamToken:
                 raise InvalidParamError(f"Invalid {param} token")
             values.append(int(p))
         values += [0] * (len(STREAM_NAMES) - len(values))
-        return cls(*values)
+        parsed = cls(*values)
+        # Every long-poll woken by the same change got the same next_batch: they come back with equal strings.
+        if len(_parsed_tokens) >= _PARSED_TOKENS_MAX:
+            _parsed_tokens.clear()
+        _parsed_tokens[token] = parsed
+        return parsed
 
     def copy_and_replace(self, stream: str, position: int) -> "StreamToken":
         """This token with ``stream`` set to ``position``, even if that moves it back."""
