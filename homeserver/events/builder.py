@@ -7,12 +7,12 @@ Spec: Server-Server API -> "PDUs", "Size limits"; Room versions 10/11 -> "Event 
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from nacl.signing import SigningKey
 
 from homeserver.events.canonical import (
+    copy_json,
     CANONICALJSON_MAX_INT,
     MAX_PDU_SIZE,
     validate_canonical_json,
@@ -92,7 +92,7 @@ def build_event(
             raise BadJsonError("'unsigned' must be a JSON object")
         validate_canonical_json(unsigned, "unsigned")
 
-    content = copy.deepcopy(content)
+    content = copy_json(content)
     pdu: dict[str, Any] = {
         "auth_events": _check_event_ids("auth_events", auth_event_ids),
         "content": content,
@@ -116,7 +116,7 @@ def build_event(
 
     event_id = add_hashes_and_signatures_returning_id(room_version, pdu, server_name, signing_key)
     if unsigned:
-        pdu["unsigned"] = copy.deepcopy(unsigned)
+        pdu["unsigned"] = copy_json(unsigned)
 
     event = Event(pdu, room_version, event_id)
     size = len(event.canonical_json())

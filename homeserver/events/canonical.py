@@ -20,6 +20,17 @@ CANONICALJSON_MAX_INT = 2**53 - 1
 CANONICALJSON_MIN_INT = -CANONICALJSON_MAX_INT
 
 
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists and immutable scalars), several times faster than
+    ``copy.deepcopy``: used wherever an event part is copied
+    (serializing, redacting, building), since events hold nothing but JSON values."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) if isinstance(v, (dict, list)) else v for v in value]
+    return value
+
+
 def encode_canonical_json(obj: Any) -> bytes:
     """Encode ``obj`` as canonical JSON: UTF-8, keys sorted, no insignificant whitespace.
 

@@ -8,17 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from homeserver.events.canonical import copy_json
 from homeserver.events.event import Event
-
-
-def copy_json(value: Any) -> Any:
-    """A deep copy of a JSON value (dicts, lists and immutable scalars), several times faster than
-    ``copy.deepcopy``: a serialized event must not share mutable content with the cached event."""
-    if isinstance(value, dict):
-        return {k: copy_json(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_json(v) if isinstance(v, (dict, list)) else v for v in value]
-    return value
 
 
 def split_field_path(field: str) -> list[str]:

@@ -5,10 +5,9 @@ Spec: Server-Server API -> "PDUs" and Room versions 10/11 -> "Event format".
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from homeserver.events.canonical import encode_canonical_json
+from homeserver.events.canonical import copy_json, encode_canonical_json
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.redaction import prune_event_dict
 from homeserver.events.room_versions import RoomVersion
@@ -129,7 +128,7 @@ class Event:
 
     def get_pdu_json(self) -> dict[str, Any]:
         """A deep copy of the PDU (safe to mutate, e.g. to serialize or send over federation)."""
-        return copy.deepcopy(self._pdu)
+        return copy_json(self._pdu)
 
     def get_dict(self, key: str, default: Any = None) -> Any:
         """A read-only look at one top-level PDU field (no copy)."""

@@ -6,9 +6,9 @@ Spec: Client-Server API -> "Redactions"; Room versions -> "Redactions" for v10 (
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from homeserver.events.canonical import copy_json
 from homeserver.events.room_versions import RoomVersion
 
 # Top-level keys every version keeps.
@@ -45,7 +45,7 @@ _POWER_LEVELS_KEPT_V11 = _POWER_LEVELS_KEPT_V10 + ("invite",)
 
 
 def _pick(content: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: copy.deepcopy(content[key]) for key in keys if key in content}
+    return {key: copy_json(content[key]) for key in keys if key in content}
 
 
 def _redacted_content(room_version: RoomVersion, event_type: Any, content: dict[str, Any]) -> dict[str, Any]:
@@ -56,10 +56,10 @@ def _redacted_content(room_version: RoomVersion, event_type: Any, content: dict[
             # v11 keeps the signed third-party-invite block so the invite stays verifiable after redaction.
             third_party_invite = content.get("third_party_invite")
             if isinstance(third_party_invite, dict) and "signed" in third_party_invite:
-                kept["third_party_invite"] = {"signed": copy.deepcopy(third_party_invite["signed"])}
+                kept["third_party_invite"] = {"signed": copy_json(third_party_invite["signed"])}
         return kept
     if event_type == "m.room.create":
-        return copy.deepcopy(content) if v11 else _pick(content, ("creator",))
+        return copy_json(content) if v11 else _pick(content, ("creator",))
     if event_type == "m.room.join_rules":
         return _pick(content, ("join_rule", "allow"))
     if event_type == "m.room.power_levels":
@@ -87,7 +87,7 @@ def prune_event_dict(room_version: RoomVersion, event_dict: dict[str, Any]) -> d
     """
     kept_keys = _KEPT_TOP_LEVEL_V11 if room_version.updated_redaction_rules else _KEPT_TOP_LEVEL_V10
     pruned: dict[str, Any] = {
-        key: copy.deepcopy(value) for key, value in event_dict.items() if key in kept_keys and key != "content"
+        key: copy_json(value) for key, value in event_dict.items() if key in kept_keys and key != "content"
     }
     content = event_dict.get("content")
     pruned["content"] = (

@@ -90,3 +90,14 @@ json_values = st.recursive(
 def test_valid_json_round_trips_through_canonical_encoding(value: object) -> None:
     validate_canonical_json(value)
     assert json.loads(encode_canonical_json(value)) == value
+
+
+def test_copy_json_is_deep_and_equal() -> None:
+    from homeserver.events.canonical import copy_json
+
+    original = {"a": [1, {"b": "c"}], "d": {"e": None, "f": True}, "g": 2.5}
+    copied = copy_json(original)
+    assert copied == original
+    copied["a"][1]["b"] = "changed"
+    copied["d"]["e"] = 1
+    assert original == {"a": [1, {"b": "c"}], "d": {"e": None, "f": True}, "g": 2.5}
