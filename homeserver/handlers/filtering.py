@@ -259,6 +259,10 @@ class Filter:
         return self.account_data.filter(events)
 
 
+#: The Filter of a request without one (shared: Filters are never modified).
+NO_FILTER = Filter()
+
+
 def parse_filter_param(value: str) -> JsonDict | None:
     """For ``/sync?filter=``: the inline filter when ``value`` is JSON (starts with ``{``), else None (then it
     is a filter ID). Raises 400 ``M_NOT_JSON``-like ``M_INVALID_PARAM`` for bad JSON, ``M_BAD_JSON`` for a bad
@@ -275,22 +279,27 @@ def parse_filter_param(value: str) -> JsonDict | None:
 
 async def load_filter(hs: Any, user_id: str, value: str | None) -> Filter:
     """The :class:`Filter` for a ``filter`` query parameter: None -> no filter, inline JSON, or a filter ID
-    stored by ``user_id`` (404 ``M_NOT_FOUND`` if unknown)."""
+    stored by ``user_id`` (404 ``M_NOT_FOUND`` if unknown; 400 as :func:`parse_filter_param` for bad JSON).
+
+    Filters are shared: a Filter is never modified after it is built, so every request whose filter has the
+    same JSON text (the same inline text, or a stored filter with the same canonical text, whoever stored it)
+    gets the same object, parsed once (``hs.filter_store.parsed``).
+    """
     if value is None or value == "":
-        return Filter()
-    inline = parse_filter_param(value)
-    if inline is not None:
-        return Filter(inline)
+        return NO_FILTER
     store = hs.filter_store
-    key = store.filter_key(user_id, value)
-    parsed = store.parsed.get(key) if key is not None else None
-    if parsed is not None:
+    if value.lstrip().startswith("{"):
+        parsed = store.parsed.get(value)
+        if parsed is None:
+            inline = parse_filter_param(value)
+            parsed = Filter(inline)
+            store.remember_parsed(value, parsed)
         return parsed
-    stored = await store.get_filter(user_id, value)
-    if stored is None:
+    text = await store.get_filter_text(user_id, value)
+    if text is None:
         raise NotFoundError("No such filter")
-    parsed = Filter(stored)
-    if key is not None:
-        # Safe to share: a Filter is never modified after it is built.
-        store.parsed[key] = parsed
+    parsed = store.parsed.get(text)
+    if parsed is None:
+        parsed = Filter(json.loads(text))
+        store.remember_parsed(text, parsed)
     return parsed

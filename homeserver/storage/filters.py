@@ -17,6 +17,8 @@ def _canonical(filter_json: dict[str, Any]) -> str:
 
 
 _CACHE_MAX = 100_000
+#: Distinct filter texts (stored or inline) kept parsed.
+_PARSED_MAX = 2_000
 
 
 class FilterStore:
@@ -25,10 +27,13 @@ class FilterStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         # Stored filters never change (an upload of a different filter gets a new ID), so a positive answer can
-        # be kept for good; bounded by starting over. ``parsed`` holds what callers build from a filter
-        # (keyed the same way) so /sync does not parse it on every request.
-        self._cache: dict[tuple[str, int], dict[str, Any]] = {}
-        self.parsed: dict[tuple[str, int], Any] = {}
+        # be kept for good; bounded by starting over. The cache holds each filter's canonical JSON text, one
+        # shared string per distinct text: clients of one kind upload the same filter, so a thousand users cost
+        # a thousand dict entries, not a thousand parsed copies. ``parsed`` maps such a text to what callers
+        # build from it (see :func:`homeserver.handlers.filtering.load_filter`), shared by every user too.
+        self._cache: dict[tuple[str, int], str] = {}
+        self._texts: dict[str, str] = {}
+        self.parsed: dict[str, Any] = {}
 
     async def add_filter(self, user_id: str, filter_json: dict[str, Any]) -> int:
         """Store ``filter_json`` (already validated) for ``user_id``; returns its ID (int >= 0)."""
@@ -56,7 +61,12 @@ class FilterStore:
 
     async def get_filter(self, user_id: str, filter_id: str | int) -> dict[str, Any] | None:
         """The filter JSON the user stored under ``filter_id`` (as given by the client: a decimal string), or
-        None if there is no such filter or the ID is not a number."""
+        None if there is no such filter or the ID is not a number. A fresh dict each call (callers may mutate)."""
+        text = await self.get_filter_text(user_id, filter_id)
+        return json.loads(text) if text is not None else None
+
+    async def get_filter_text(self, user_id: str, filter_id: str | int) -> str | None:
+        """Like :meth:`get_filter` but the stored canonical JSON text (shared, never to be parsed in place)."""
         try:
             fid = int(filter_id)
         except (TypeError, ValueError):
@@ -67,20 +77,22 @@ class FilterStore:
             return None
         cached = self._cache.get((user_id, fid))
         if cached is not None:
-            return json.loads(json.dumps(cached))
+            return cached
         rows = await self.db.execute(
             "get_filter", "SELECT filter_json FROM user_filters WHERE user_id = ? AND filter_id = ?", user_id, fid)
         if not rows:
             return None
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
+            self._texts.clear()
             self.parsed.clear()
-        self._cache[(user_id, fid)] = json.loads(rows[0][0])
-        return json.loads(rows[0][0])
+        text = self._texts.setdefault(rows[0][0], rows[0][0])
+        self._cache[(user_id, fid)] = text
+        return text
 
-    def filter_key(self, user_id: str, filter_id: str) -> tuple[str, int] | None:
-        """The cache key of a stored filter ID given by a client, or None when it is not a valid ID."""
-        if not filter_id.isdigit() or len(filter_id) > 19:
-            return None
-        fid = int(filter_id)
-        return (user_id, fid) if fid < 2**62 else None
+    def remember_parsed(self, text: str, parsed: Any) -> None:
+        """Keep ``parsed`` (built from the filter JSON ``text``) for every later request with the same text;
+        bounded to :data:`_PARSED_MAX` entries by starting over."""
+        if len(self.parsed) >= _PARSED_MAX:
+            self.parsed.clear()
+        self.parsed[text] = parsed

@@ -3,6 +3,8 @@ and FilterStore IDs."""
 
 from typing import Any
 
+import pytest
+
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.filters import FilterStore
 from homeserver.streams import StreamPositions
@@ -74,3 +76,37 @@ def test_filter_ids_per_user_and_dedup() -> None:
     assert run(store.get_filter("@a:x", "1")) == {"presence": {"types": []}}
     for bad in ("2", "x", "-1", "1.0", " 1"):
         assert run(store.get_filter("@a:x", bad)) is None
+
+
+def test_load_filter_shares_one_parsed_filter_per_text() -> None:
+    """Users storing the same filter share one parsed Filter (memory: /sync keeps it per request); different
+    filters, inline filters and unknown IDs behave as before."""
+    from types import SimpleNamespace
+
+    from homeserver.handlers.filtering import NO_FILTER, load_filter
+    from homeserver.http.errors import InvalidParamError, NotFoundError
+
+    store = FilterStore(sqlite_db())
+    hs = SimpleNamespace(filter_store=store)
+    loop = {"room": {"timeline": {"limit": 200}, "state": {"lazy_load_members": True}}}
+    ids = {u: str(run(store.add_filter(u, dict(loop)))) for u in ("@a:x", "@b:x", "@c:x")}
+    other = str(run(store.add_filter("@a:x", {"room": {"timeline": {"limit": 3}}})))
+    shared = run(load_filter(hs, "@a:x", ids["@a:x"]))
+    assert shared.room_timeline_limit == 200 and shared.lazy_load_members
+    assert run(load_filter(hs, "@b:x", ids["@b:x"])) is shared
+    assert run(load_filter(hs, "@c:x", ids["@c:x"])) is shared
+    distinct = run(load_filter(hs, "@a:x", other))
+    assert distinct is not shared and distinct.room_timeline_limit == 3
+    # another user's filter ID is not yours
+    with pytest.raises(NotFoundError):
+        run(load_filter(hs, "@b:x", other))
+    inline = '{"room":{"timeline":{"limit":7}}}'
+    first = run(load_filter(hs, "@a:x", inline))
+    assert first.room_timeline_limit == 7 and run(load_filter(hs, "@b:x", inline)) is first
+    with pytest.raises(InvalidParamError):
+        run(load_filter(hs, "@a:x", '{"room":'))
+    assert run(load_filter(hs, "@a:x", None)) is NO_FILTER and NO_FILTER.room_timeline_limit == 10
+    # the stored JSON handed out by GET /filter is a fresh dict each time
+    got = run(store.get_filter("@a:x", ids["@a:x"]))
+    got["room"]["timeline"]["limit"] = 1
+    assert run(store.get_filter("@a:x", ids["@a:x"])) == loop
