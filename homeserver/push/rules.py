@@ -94,6 +94,28 @@ class PushRule:
         return list(self.conditions or [])
 
 
+#: Server-default rules whose definition names the user (their ID or localpart).
+_USER_DEPENDENT_DEFAULTS = frozenset({".m.rule.invite_for_me", ".m.rule.is_user_mention", ".m.rule.contains_user_name"})
+_shared_defaults: dict[str, PushRule] = {}
+
+
+def _shared_default_rules() -> dict[str, PushRule]:
+    """``{rule_id: PushRule}`` for the server-default rules that are the same for every user, built once.
+
+    Every ruleset whose user did not change such a rule holds these very objects (a server with thousands of
+    users keeps one copy of the defaults, not one per user), so a PushRule is never modified once built.
+    """
+    if not _shared_defaults:
+        for kind, rules in default_rules_for_user("@\0:\0").items():
+            for rule in rules:
+                if rule["rule_id"] not in _USER_DEPENDENT_DEFAULTS:
+                    _shared_defaults[rule["rule_id"]] = PushRule(
+                        kind=kind, rule_id=rule["rule_id"], actions=rule["actions"],
+                        conditions=rule.get("conditions"), pattern=rule.get("pattern"), enabled=rule["enabled"],
+                        default=True)
+    return _shared_defaults
+
+
 @dataclass
 class PushRuleset:
     """The merged ``global`` ruleset of one user. Build it, then read it; it is not mutated after construction.
@@ -135,10 +157,14 @@ class PushRuleset:
             )
 
         defaults: dict[str, list[PushRule]] = {}
+        shared = _shared_default_rules()
         for kind, rules in default_rules_for_user(self.user_id).items():
             defaults[kind] = []
             for rule in rules:
                 change = self.default_overrides.get(rule["rule_id"]) or {}
+                if not change and rule["rule_id"] in shared:
+                    defaults[kind].append(shared[rule["rule_id"]])
+                    continue
                 defaults[kind].append(
                     PushRule(
                         kind=kind,

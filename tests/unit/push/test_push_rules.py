@@ -74,6 +74,25 @@ def test_default_overrides_change_enabled_and_actions() -> None:
     assert ruleset.get_rule("override", ".m.rule.suppress_notices").default is True
 
 
+def test_unchanged_default_rules_are_shared_between_users() -> None:
+    """Memory: one copy of the user-independent defaults serves every ruleset; a user's change or a rule that
+    names the user gets a rule object of its own, and the other user does not see it."""
+    alice = PushRuleset(ALICE, default_overrides={".m.rule.message": {"enabled": False}})
+    bob = PushRuleset(BOB)
+    assert alice.get_rule("underride", ".m.rule.call") is bob.get_rule("underride", ".m.rule.call")
+    assert alice.get_rule("override", ".m.rule.master") is bob.get_rule("override", ".m.rule.master")
+    assert alice.get_rule("underride", ".m.rule.message").enabled is False
+    assert bob.get_rule("underride", ".m.rule.message").enabled is True
+    mention_a = alice.get_rule("override", ".m.rule.is_user_mention")
+    mention_b = bob.get_rule("override", ".m.rule.is_user_mention")
+    assert mention_a.conditions[0]["value"] == ALICE and mention_b.conditions[0]["value"] == BOB
+    assert alice.get_rule("content", ".m.rule.contains_user_name").pattern == ALICE[1:].split(":")[0]
+    assert bob.get_rule("content", ".m.rule.contains_user_name").pattern == BOB[1:].split(":")[0]
+    assert alice.get_rule("override", ".m.rule.invite_for_me").conditions[2]["pattern"] == ALICE
+    assert bob.get_rule("override", ".m.rule.invite_for_me").conditions[2]["pattern"] == BOB
+    assert alice.to_client_json()["global"]["underride"] != bob.to_client_json()["global"]["underride"]
+
+
 def test_user_rules_take_effect() -> None:
     ruleset = PushRuleset(ALICE, [KEYWORD, MUTE_ROOM, OVERRIDE])
     # Priority: override, then content (the keyword), then room (the mute).
