@@ -13,6 +13,7 @@ Area data comes from optional components when the homeserver has them: ``account
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from homeserver.events import Event
 from homeserver.handlers.filtering import Filter
 from homeserver.http.auth import Requester
+from homeserver.http.server import encode_json
 from homeserver.storage.rooms import membership_at
 from homeserver.streams import StreamToken
 
@@ -79,11 +81,15 @@ class SyncHandler:
             if config.since is None or config.full_state or _has_data(result) or remaining_ms <= 0:
                 return result
             rooms = await self.room_store.get_rooms_for_user(user_id)
+            # The empty answer is needed again only if the wait times out with nothing new: while waiting it is
+            # kept encoded (a few hundred bytes instead of a few KiB of dicts and lists per held connection).
+            kept = encode_json(result)
+            del result
             woken = await self.notifier.wait_for_change(user_id, rooms, now, remaining_ms)
             if not woken:
                 now2 = self.hs.stream_positions.current_token()
                 if not now2.is_after(now):
-                    return result
+                    return json.loads(kept)
 
     async def build(self, config: SyncConfig, now: StreamToken) -> dict[str, Any]:
         """One ``/sync`` response body (``next_batch``, ``rooms``, ``account_data``, ``to_device``, ``device_lists``,

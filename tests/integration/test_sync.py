@@ -79,6 +79,31 @@ def test_long_poll_times_out_empty(api: Api) -> None:
     assert alice.sync(since=s["next_batch"])["rooms"]["join"] == {}
 
 
+def test_long_poll_on_filtered_out_change_waits_then_answers_empty(api: Api) -> None:
+    """Something was announced for the user's rooms but the filter hides it: the server builds, finds nothing,
+    waits (holding the empty answer encoded) and at the timeout answers that empty answer, whose next_batch is
+    past the hidden message and still usable."""
+    alice, bob = users(api, 2)
+    hidden = alice.create_room(preset="public_chat")
+    shown = alice.create_room(preset="public_chat")
+    bob.join(hidden)
+    flt = {"room": {"not_rooms": [hidden]}, "presence": {"not_types": ["*"]}}
+    token = alice.sync(filter=flt)["next_batch"]
+    bob.send(hidden, "filtered out")
+    started = time.monotonic()
+    s = alice.sync(since=token, timeout=1200, filter=flt)
+    elapsed = time.monotonic() - started
+    assert 1.1 < elapsed < 4, elapsed
+    assert s["rooms"]["join"] == {} and s["rooms"]["leave"] == {} and s["next_batch"] != token
+    assert set(s) >= {"next_batch", "rooms", "device_one_time_keys_count"}
+    assert s["device_one_time_keys_count"] == {"signed_curve25519": 0}
+    # The answer's token is usable: a message in the shown room after it arrives, the hidden one never does.
+    threading.Timer(0.3, lambda: alice.send(shown, "visible")).start()
+    later = alice.sync(since=s["next_batch"], timeout=5000, filter=flt)
+    assert list(later["rooms"]["join"]) == [shown]
+    assert bodies(later["rooms"]["join"][shown]["timeline"]["events"]) == ["visible"]
+
+
 def test_long_poll_ignores_other_users_rooms(api: Api) -> None:
     alice, carol = users(api, 2)
     alice.create_room()
