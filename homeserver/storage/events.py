@@ -335,11 +335,11 @@ class EventStore:
         """
         pdu_json = event.canonical_json(event.internal_metadata.get("unsigned")).decode("utf-8")
         if is_new_room:
-            txn.execute(
+            txn.execute_write(
                 "INSERT INTO rooms (room_id, creator, room_version, is_public, creation_ts) VALUES (?, ?, ?, 0, ?)",
                 (event.room_id, room_creator or event.sender, event.room_version.identifier, now_ms),
             )
-        txn.execute(
+        txn.execute_write(
             "INSERT INTO events (stream_ordering, depth, event_id, room_id, type, state_key, sender, "
             "origin_server_ts, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (stream_ordering, event.depth, event.event_id, event.room_id, event.type, event.state_key,
@@ -347,34 +347,34 @@ class EventStore:
         )
         if event.is_state():
             membership = event.membership if event.type == "m.room.member" else None
-            txn.execute(
+            txn.execute_write(
                 "DELETE FROM current_state_events WHERE room_id = ? AND type = ? AND state_key = ?",
                 (event.room_id, event.type, event.state_key),
             )
-            txn.execute(
+            txn.execute_write(
                 "INSERT INTO current_state_events (room_id, type, state_key, event_id, stream_ordering, membership)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (event.room_id, event.type, event.state_key, event.event_id, stream_ordering, membership),
             )
             if event.type == "m.room.member" and isinstance(membership, str):
-                txn.execute(
+                txn.execute_write(
                     "INSERT INTO room_memberships (event_id, user_id, sender, room_id, membership, stream_ordering)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (event.event_id, event.state_key, event.sender, event.room_id, membership, stream_ordering),
                 )
-                txn.execute("DELETE FROM local_current_membership WHERE user_id = ? AND room_id = ?",
+                txn.execute_write("DELETE FROM local_current_membership WHERE user_id = ? AND room_id = ?",
                             (event.state_key, event.room_id))
-                txn.execute(
+                txn.execute_write(
                     "INSERT INTO local_current_membership (user_id, room_id, event_id, membership, "
                     "stream_ordering, forgotten) VALUES (?, ?, ?, ?, ?, 0)",
                     (event.state_key, event.room_id, event.event_id, membership, stream_ordering),
                 )
         if event.type == "m.room.redaction" and event.redacts and self._redacts_same_room_txn(txn, event):
-            txn.execute("INSERT INTO redactions (event_id, redacts, stream_ordering) VALUES (?, ?, ?)",
+            txn.execute_write("INSERT INTO redactions (event_id, redacts, stream_ordering) VALUES (?, ?, ?)",
                         (event.event_id, event.redacts, stream_ordering))
         relation = _relation_of(event)
         if relation is not None:
-            txn.execute(
+            txn.execute_write(
                 "INSERT INTO event_relations (event_id, relates_to_id, relation_type, aggregation_key, room_id, "
                 "stream_ordering) VALUES (?, ?, ?, ?, ?, ?)",
                 (event.event_id, relation[0], relation[1], relation[2], event.room_id, stream_ordering),
@@ -385,7 +385,7 @@ class EventStore:
             txn.call_after(self._note_relation_free, event.event_id)
         if txn_id is not None:
             user_id, device_id, _room_id, scope, client_txn_id = txn_id
-            txn.execute(
+            txn.execute_write(
                 "INSERT INTO event_txn_ids (user_id, device_id, room_id, scope, txn_id, event_id, inserted_ts) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (user_id, device_id, event.room_id, scope, client_txn_id, event.event_id, now_ms),

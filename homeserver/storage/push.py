@@ -26,7 +26,7 @@ def _dumps(value: Any) -> str:
 def upsert_read_position_txn(txn: Txn, user_id: str, room_id: str, thread_id: str, stream_ordering: int) -> None:
     """Move the user's read position in ``room_id``/``thread_id`` ('' = every thread) forward to
     ``stream_ordering``; never backwards."""
-    txn.execute(
+    txn.execute_write(
         "INSERT INTO push_read_positions (user_id, room_id, thread_id, stream_ordering) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET stream_ordering = excluded.stream_ordering "
         "WHERE push_read_positions.stream_ordering < excluded.stream_ordering",
@@ -255,7 +255,7 @@ class PushStore:
     def insert_push_actions_txn(txn: Txn, rows: Iterable[tuple[str, str, str, int, str, int, str, int]]) -> None:
         """Insert ``(user_id, room_id, event_id, stream_ordering, thread_id, highlight, actions_json, ts)`` rows
         inside the event's transaction."""
-        txn.executemany(
+        txn.executemany_write(
             "INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, thread_id, highlight, "
             "actions_json, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,

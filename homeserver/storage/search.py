@@ -87,13 +87,13 @@ class SearchStore:
         key, value = found
         value = value.replace("\x00", " ")  # PostgreSQL text cannot hold NUL; JSON bodies may
         if txn.is_postgres:
-            txn.execute(
+            txn.execute_write(
                 "INSERT INTO event_search (stream_ordering, room_id, key, vector) "
                 "VALUES (?, ?, ?, to_tsvector('english', ?))",
                 (stream_ordering, event.room_id, key, value),
             )
         else:
-            txn.execute("INSERT INTO event_search (rowid, value, key) VALUES (?, ?, ?)",
+            txn.execute_write("INSERT INTO event_search (rowid, value, key) VALUES (?, ?, ?)",
                         (stream_ordering, value, key))
 
     @staticmethod
