@@ -70,6 +70,12 @@ class AppServiceSender:
         self._highest_queued = 0
         self._waiting_for = 0
         self._retry_call: Any = None
+        # False until the transactions left persisted but unacknowledged (by an earlier process, or by an error
+        # in this one) were sent: only then does the sender know there are none.
+        self._pending_checked = False
+        # Every event queued at or below this position is in a transaction already (the last look at the queue
+        # took all it found up to it): a kick for such an event has nothing to add.
+        self._taken_through = 0
         label = service.id
         queued_events.labels(label).set_function(lambda: self.queued + self.in_flight)
         seconds_since_success.labels(label).set_function(
@@ -123,6 +129,8 @@ class AppServiceSender:
         """Start delivering if idle; if a delivery loop runs, make it look at the queue once more."""
         if self.service.url is None:
             return
+        if not self._has_work():
+            return
         self._kicked = True
         if self._running:
             return
@@ -134,29 +142,38 @@ class AppServiceSender:
     async def _run(self) -> None:
         failures = 0
         try:
-            # Bounded by the queue: each pass either sends a transaction or finds nothing to send and stops.
+            # Bounded by the queue: each pass either sends transactions or finds nothing to send and stops.
             while True:
                 self._kicked = False
                 try:
-                    pending = await self.store.get_pending_transactions(self.service.id)
-                    if not pending:
-                        txn = await self._next_transaction()
-                        if txn is None:
-                            if self._kicked:
-                                continue
-                            return
-                        pending = [txn]
-                    for txn in pending:
-                        await self._send_until_acknowledged(txn)
+                    if not self._pending_checked:
+                        # At start-up or after an error: transactions persisted but not acknowledged go first,
+                        # with their own txn_id and events.
+                        for txn in await self.store.get_pending_transactions(self.service.id):
+                            await self._push_until_acknowledged(txn)
+                            await self.store.complete_transaction(self.service.id, txn.txn_id)
+                            self.in_flight = 0
+                        self._pending_checked = True
+                    txn = await self._next_transaction(None)
+                    while txn is not None:
+                        await self._push_until_acknowledged(txn)
+                        # Forget the acknowledged transaction and take the next one in one database write.
+                        txn = await self._next_transaction(txn)
                     failures = 0
+                    if not (self._kicked and self._has_work()):
+                        return
                 except Exception:  # noqa: BLE001 - e.g. the database went away: wait and try again
                     logger.exception("appservice %s: sender error", self.service.id)
+                    # What this pass persisted but could not complete is in the database: look there first.
+                    self._pending_checked = False
                     failures += 1
                     await self._sleep(self._backoff(failures))
         finally:
             self._running = False
 
-    async def _next_transaction(self) -> PendingTransaction | None:
+    async def _next_transaction(self, done: PendingTransaction | None) -> PendingTransaction | None:
+        """A new transaction of what is queued now (None when nothing is), forgetting the acknowledged ``done``
+        in the same database transaction."""
         ephemeral, self._ephemeral = self._ephemeral, []
         try:
             # Only positions below which every event is committed: a later-committing lower position must not
@@ -168,14 +185,26 @@ class AppServiceSender:
                 self._waiting_for = max(self._waiting_for, self._highest_queued)
                 if self._retry_call is None:
                     self._retry_call = self.clock.callLater(RETRY_WAITING_S, self._retry_if_still_waiting)
-            txn = await self.store.create_transaction(self.service.id, max_pos, MAX_EVENTS_PER_TRANSACTION,
-                                                      ephemeral)
+            if done is None:
+                txn = await self.store.create_transaction(self.service.id, max_pos, MAX_EVENTS_PER_TRANSACTION,
+                                                          ephemeral)
+            else:
+                txn = await self.store.complete_and_create_transaction(
+                    self.service.id, done.txn_id, max_pos, MAX_EVENTS_PER_TRANSACTION, ephemeral)
+                self.in_flight = 0
         except BaseException:
             self._ephemeral[:0] = ephemeral
             raise
+        if txn is None or len(txn.event_ids) < MAX_EVENTS_PER_TRANSACTION:
+            self._taken_through = max(self._taken_through, max_pos)
         if txn is not None:
             self.queued = max(0, self.queued - len(txn.event_ids))
         return txn
+
+    def _has_work(self) -> bool:
+        """Whether a pass could find something: leftovers not yet looked for, ephemeral events, or an event
+        queued above what the last look took."""
+        return not self._pending_checked or bool(self._ephemeral) or self._highest_queued > self._taken_through
 
     @staticmethod
     def _backoff(failures: int) -> float:
@@ -215,8 +244,8 @@ class AppServiceSender:
             body["de.sorunome.msc2409.ephemeral"] = txn.ephemeral
         return body
 
-    async def _send_until_acknowledged(self, txn: PendingTransaction) -> None:
-        """PUT ``txn`` until the appservice answers 200 (capped exponential backoff), then forget it."""
+    async def _push_until_acknowledged(self, txn: PendingTransaction) -> None:
+        """PUT ``txn`` until the appservice answers 200 (capped exponential backoff). The caller forgets it."""
         self.in_flight = len(txn.event_ids)
         body = await self._build_body(txn)
         failures = 0
@@ -227,5 +256,3 @@ class AppServiceSender:
         self._sent.inc()
         self._events_sent.inc(len(body["events"]))
         self.last_success = self.clock.seconds()
-        await self.store.complete_transaction(self.service.id, txn.txn_id)
-        self.in_flight = 0

@@ -69,7 +69,7 @@ class AppServiceStore:
     @staticmethod
     def enqueue_event_txn(txn: Txn, appservice_ids: list[str], stream_ordering: int, event_id: str) -> None:
         """Queue the event for each appservice, inside the event's persisting transaction."""
-        txn.executemany(
+        txn.executemany_write(
             "INSERT INTO appservice_queue (appservice_id, stream_ordering, event_id) VALUES (?, ?, ?)",
             [(as_id, stream_ordering, event_id) for as_id in appservice_ids],
         )
@@ -88,39 +88,54 @@ class AppServiceStore:
         """Move up to ``limit`` queued events (stream order, positions <= ``max_stream_ordering``, i.e. only
         positions below which everything is committed) plus ``ephemeral`` into a new transaction with a fresh
         ``txn_id``, atomically. Returns None when there is nothing to send."""
+        return await self.db.run_interaction("appservice_create_txn", self._create_transaction_txn, appservice_id,
+                                             max_stream_ordering, limit, ephemeral)
+
+    async def complete_and_create_transaction(self, appservice_id: str, done_txn_id: int, max_stream_ordering: int,
+                                              limit: int, ephemeral: list[dict[str, Any]]) -> PendingTransaction | None:
+        """:meth:`complete_transaction` for ``done_txn_id`` and :meth:`create_transaction` for what is queued
+        now, in one database transaction: a busy appservice costs one write per transaction instead of two.
+        Returns the new transaction or None when nothing is queued (``done_txn_id`` is forgotten either way)."""
 
         def _txn(txn: Txn) -> PendingTransaction | None:
-            txn.execute(
-                "SELECT stream_ordering, event_id FROM appservice_queue WHERE appservice_id = ? "
-                "AND stream_ordering <= ? ORDER BY stream_ordering LIMIT ?",
-                (appservice_id, max_stream_ordering, limit),
-            )
-            rows = txn.fetchall()
-            if not rows and not ephemeral:
-                return None
-            txn.execute("SELECT last_txn_id FROM appservice_state WHERE appservice_id = ?", (appservice_id,))
-            row = txn.fetchone()
-            txn_id = (int(row[0]) if row else 0) + 1
-            if row:
-                txn.execute("UPDATE appservice_state SET last_txn_id = ? WHERE appservice_id = ?",
-                            (txn_id, appservice_id))
-            else:
-                txn.execute("INSERT INTO appservice_state (appservice_id, last_txn_id) VALUES (?, ?)",
-                            (appservice_id, txn_id))
-            event_ids = [r[1] for r in rows]
-            txn.execute(
-                "INSERT INTO appservice_txns (appservice_id, txn_id, event_ids, ephemeral, created_ts) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (appservice_id, txn_id, json.dumps(event_ids), json.dumps(ephemeral), int(time.time() * 1000)),
-            )
-            if rows:
-                txn.execute(
-                    "DELETE FROM appservice_queue WHERE appservice_id = ? AND stream_ordering <= ?",
-                    (appservice_id, rows[-1][0]),
-                )
-            return PendingTransaction(appservice_id, txn_id, event_ids, ephemeral)
+            txn.execute_write("DELETE FROM appservice_txns WHERE appservice_id = ? AND txn_id = ?",
+                              (appservice_id, done_txn_id))
+            return self._create_transaction_txn(txn, appservice_id, max_stream_ordering, limit, ephemeral)
 
-        return await self.db.run_interaction("appservice_create_txn", _txn)
+        return await self.db.run_interaction("appservice_complete_create_txn", _txn)
+
+    @staticmethod
+    def _create_transaction_txn(txn: Txn, appservice_id: str, max_stream_ordering: int, limit: int,
+                                ephemeral: list[dict[str, Any]]) -> PendingTransaction | None:
+        txn.execute(
+            "SELECT stream_ordering, event_id FROM appservice_queue WHERE appservice_id = ? "
+            "AND stream_ordering <= ? ORDER BY stream_ordering LIMIT ?",
+            (appservice_id, max_stream_ordering, limit),
+        )
+        rows = txn.fetchall()
+        if not rows and not ephemeral:
+            return None
+        txn.execute("SELECT last_txn_id FROM appservice_state WHERE appservice_id = ?", (appservice_id,))
+        row = txn.fetchone()
+        txn_id = (int(row[0]) if row else 0) + 1
+        if row:
+            txn.execute_write("UPDATE appservice_state SET last_txn_id = ? WHERE appservice_id = ?",
+                        (txn_id, appservice_id))
+        else:
+            txn.execute_write("INSERT INTO appservice_state (appservice_id, last_txn_id) VALUES (?, ?)",
+                        (appservice_id, txn_id))
+        event_ids = [r[1] for r in rows]
+        txn.execute_write(
+            "INSERT INTO appservice_txns (appservice_id, txn_id, event_ids, ephemeral, created_ts) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (appservice_id, txn_id, json.dumps(event_ids), json.dumps(ephemeral), int(time.time() * 1000)),
+        )
+        if rows:
+            txn.execute_write(
+                "DELETE FROM appservice_queue WHERE appservice_id = ? AND stream_ordering <= ?",
+                (appservice_id, rows[-1][0]),
+            )
+        return PendingTransaction(appservice_id, txn_id, event_ids, ephemeral)
 
     async def complete_transaction(self, appservice_id: str, txn_id: int) -> None:
         """The appservice acknowledged ``txn_id``: forget it."""

@@ -39,6 +39,10 @@ class FakeStore:
     async def complete_transaction(self, as_id: str, txn_id: int) -> None:
         return None
 
+    async def complete_and_create_transaction(self, as_id: str, done_txn_id: int, max_pos: int, limit: int,
+                                              ephemeral: list[Any]) -> PendingTransaction | None:
+        return await self.create_transaction(as_id, max_pos, limit, ephemeral)
+
 
 class FakeApi:
     def __init__(self) -> None:
