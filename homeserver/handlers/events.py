@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import OrderedDict
 from typing import Any, Callable, Protocol
 
 from prometheus_client import Counter
@@ -79,6 +80,10 @@ def _is_rate_limited(requester: Requester) -> bool:
     return bool(getattr(service, "rate_limited", True)) and requester.user_id != sender
 
 
+#: Recent transaction keys remembered in memory (see :meth:`EventCreationHandler.create_and_send_event`).
+RECENT_TXNS_CACHE_SIZE = 10_000
+
+
 class EventCreationHandler:
     """Builds and sends events. Attributes of ``hs`` used: clock, config, signing_key, hostname, db, event_store,
     room_store, notifier."""
@@ -93,6 +98,8 @@ class EventCreationHandler:
         self.stream_ids = hs.event_store.stream_ids
         self._room_locks: dict[str, defer.DeferredLock] = {}
         self._txn_locks: dict[TxnKey, defer.DeferredLock] = {}
+        # Transaction keys of recent sends -> event ID, so a client's retry is answered without building again.
+        self._recent_txns: OrderedDict[TxnKey, str] = OrderedDict()
         self._pending_notify: list[tuple[int, int, Callable[[], None]]] = []
         self._notify_seq = 0
         self.message_ratelimiter = Ratelimiter(hs.clock, hs.config.rc_message)
@@ -150,13 +157,28 @@ class EventCreationHandler:
             lock = self._txn_locks[txn_key] = defer.DeferredLock()
         await lock.acquire()
         try:
-            existing = await self.event_store.get_txn_event_id(*txn_key)
-            if existing is not None:
-                event = await self.event_store.get_event(existing)
+            # No database look-up before sending: a retry is rare, and the transaction ID is stored in the event's
+            # own transaction under a unique key. A retry soon after is answered from memory; any other retry
+            # either fails to persist (the key exists) or is refused (rate limit, auth rules, a redacted target
+            # now gone): only then is the stored event looked up and returned, as the spec wants.
+            known = self._recent_txns.get(txn_key)
+            if known is not None:
+                event = await self.event_store.get_event(known)
                 if event is not None:
                     return event
-            return await self._create_and_send(requester, room_id, event_type, content, state_key, txn_key, redacts,
-                                               ratelimit)
+            try:
+                event = await self._create_and_send(requester, room_id, event_type, content, state_key, txn_key,
+                                                    redacts, ratelimit)
+            except Exception:
+                existing = await self.event_store.get_txn_event_id(*txn_key)
+                event = await self.event_store.get_event(existing) if existing is not None else None
+                if event is None:
+                    raise
+                return event
+            self._recent_txns[txn_key] = event.event_id
+            if len(self._recent_txns) > RECENT_TXNS_CACHE_SIZE:
+                self._recent_txns.popitem(last=False)
+            return event
         finally:
             lock.release()
             if not lock.locked and not lock.waiting:

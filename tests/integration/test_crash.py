@@ -104,3 +104,33 @@ def test_long_poll_with_token_from_before_restart_gets_data_committed_before_it(
     woke = alice.send(room, "back again")
     waiter.join(25)
     assert [e["event_id"] for e in result["rooms"]["join"][room]["timeline"]["events"]] == [woke]
+
+
+def test_retry_after_restart_returns_the_stored_event_even_when_now_refused(fresh_homeserver) -> None:
+    """Transaction IDs outlive the process: after a restart (nothing in memory) a retried send returns the event it
+    made before, also once the sender may no longer send in that room, and no second event appears."""
+    hs = fresh_homeserver.start()
+    api = Api(hs.base_url)
+    alice, bob = register(api), register(api)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    path = f"rooms/{q(room)}/send/m.room.message/retry-1"
+    content = {"msgtype": "m.text", "body": "disk full on db-1"}
+    first = bob.req("PUT", path, content)
+    assert first.status == 200
+    hs.kill()
+    hs.start()
+    again = bob.req("PUT", path, content)
+    assert again.status == 200 and again.json["event_id"] == first.json["event_id"]
+    # Bob is muted (power levels): a new send is refused, the retry of the old one still answers the old event.
+    levels = alice.ok("GET", f"rooms/{q(room)}/state/m.room.power_levels")
+    levels["events_default"] = 50
+    alice.ok("PUT", f"rooms/{q(room)}/state/m.room.power_levels", levels)
+    refused = bob.req("PUT", f"rooms/{q(room)}/send/m.room.message/retry-2", content)
+    assert refused.status == 403 and refused.json["errcode"] == "M_FORBIDDEN"
+    hs.kill()
+    hs.start()
+    third = bob.req("PUT", path, content)
+    assert third.status == 200 and third.json["event_id"] == first.json["event_id"]
+    bodies = [e["content"].get("body") for e in all_messages(alice, room) if e["type"] == "m.room.message"]
+    assert bodies == ["disk full on db-1"]
