@@ -236,7 +236,6 @@ class PushRuleEvaluator:
         "_has_mentions",
         "_values",
         "_glob_results",
-        "_conditions",
     )
 
     def __init__(
@@ -258,14 +257,6 @@ class PushRuleEvaluator:
         # Per-event memo tables: property path -> value, (path, pattern) -> event_match result.
         self._values: dict[str, Any] = {}
         self._glob_results: dict[tuple[str, str], bool] = {}
-        self._conditions: dict[str, Callable[[Mapping[str, Any], str, str | None], bool]] = {
-            "event_match": self._event_match,
-            "event_property_is": self._event_property_is,
-            "event_property_contains": self._event_property_contains,
-            "contains_display_name": self._contains_display_name,
-            "room_member_count": self._room_member_count_matches,
-            "sender_notification_permission": self._sender_notification_permission,
-        }
 
     # -- public API --
 
@@ -283,7 +274,7 @@ class PushRuleEvaluator:
             user_id: the member whose rules these are (``@alice:example.com``).
             display_name: the member's display name in this room, or None.
         """
-        conditions_by_kind = self._conditions
+        conditions_by_kind = _CONDITION_CHECKS
         for rule in rules:
             if rule.get("enabled", True) is False:
                 continue
@@ -295,7 +286,7 @@ class PushRuleEvaluator:
             for condition in conditions:
                 check = conditions_by_kind.get(condition.get("kind"))  # type: ignore[arg-type]
                 # Spec: unrecognised conditions never match, which disables the rule.
-                if check is None or not check(condition, user_id, display_name):
+                if check is None or not check(self, condition, user_id, display_name):
                     break
             else:
                 return rule
@@ -459,3 +450,15 @@ def _implicit_conditions(rule: Mapping[str, Any]) -> list[dict[str, Any]]:
     if kind == "sender":
         return [{"kind": "event_property_is", "key": "sender", "value": rule["rule_id"]}]
     return []
+
+
+#: Condition kind -> unbound check method. A table of the class's functions, not of an evaluator's bound methods:
+#: those would form a reference cycle per evaluator (one per event), left for the cyclic garbage collector.
+_CONDITION_CHECKS: dict[str, Callable[[PushRuleEvaluator, Mapping[str, Any], str, str | None], bool]] = {
+    "event_match": PushRuleEvaluator._event_match,
+    "event_property_is": PushRuleEvaluator._event_property_is,
+    "event_property_contains": PushRuleEvaluator._event_property_contains,
+    "contains_display_name": PushRuleEvaluator._contains_display_name,
+    "room_member_count": PushRuleEvaluator._room_member_count_matches,
+    "sender_notification_permission": PushRuleEvaluator._sender_notification_permission,
+}

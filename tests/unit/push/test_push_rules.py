@@ -266,3 +266,24 @@ def test_insert_position_errors() -> None:
     with pytest.raises(MatrixError) as default:
         insert_position(["a"], after=".m.rule.message")
     assert (default.value.code, default.value.errcode) == (400, "M_INVALID_PARAM")
+
+
+def test_evaluating_an_event_leaves_no_reference_cycles() -> None:
+    """Each sent event gets an evaluator: one that referenced itself (bound methods in a table) left ~10 objects
+    per event to the cyclic collector, whose pauses were the latency benchmark's p99. Nothing must be left."""
+    import gc
+
+    ruleset = PushRuleset(ALICE)
+    rules = ruleset.evaluation_rules()
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(50):
+            event = message(f"@room hi alice {i}", **{"m.mentions": {"user_ids": [ALICE]}})
+            assert run_actions(event, ruleset) is not None
+            assert matched_rule_id(message("plain"), ruleset=ruleset) == ".m.rule.message"
+        del event
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    assert rules
