@@ -53,9 +53,8 @@ class FakeApi:
         return True
 
 
-def make_sender(service_id: str) -> tuple[AppServiceSender, FakeStore, FakeApi, StreamIdGenerator, task.Clock]:
-    clock = task.Clock()
-    ids = StreamIdGenerator(10)
+def fake_hs_and_service(clock: task.Clock, ids: StreamIdGenerator, service_id: str) -> tuple[Any, ApplicationService]:
+    """What an AppServiceSender needs of the homeserver (events are ``{"event_id"}`` stand-ins), and a service."""
 
     async def get_events(event_ids: Any) -> dict[str, Any]:
         return {e: SimpleNamespace(event_id=e) for e in event_ids}
@@ -67,6 +66,14 @@ def make_sender(service_id: str) -> tuple[AppServiceSender, FakeStore, FakeApi, 
                          event_serializer=SimpleNamespace(serialize=serialize))
     service = ApplicationService(id=service_id, url="http://127.0.0.1:1/as", as_token="a", hs_token="h",
                                  sender="@alerts:test")
+    return hs, service
+
+
+def make_sender(service_id: str) -> tuple[AppServiceSender, FakeStore, FakeApi, StreamIdGenerator, task.Clock]:
+    clock = task.Clock()
+    ids = StreamIdGenerator(10)
+
+    hs, service = fake_hs_and_service(clock, ids, service_id)
     store, api = FakeStore(), FakeApi()
     return AppServiceSender(hs, service, store, api, 0), store, api, ids, clock  # type: ignore[arg-type]
 

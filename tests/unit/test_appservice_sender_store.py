@@ -4,16 +4,15 @@ and a failed write leaves the transaction to be sent again with the same txn_id,
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet import task
 
-from homeserver.appservice.registration import ApplicationService
 from homeserver.appservice.sender import AppServiceSender
 from homeserver.storage.appservice import AppServiceStore
 from homeserver.streams import StreamIdGenerator
 from tests.unit.accounts_testlib import run, sqlite_db
+from tests.unit.test_appservice_sender_order import fake_hs_and_service
 
 AS_ID = "alerts"
 
@@ -60,17 +59,7 @@ class RecordingApi:
 def setup() -> tuple[AppServiceSender, CountingStore, RecordingApi, Any, task.Clock]:
     db = sqlite_db()
     store, api, clock, ids = CountingStore(db), RecordingApi(), task.Clock(), StreamIdGenerator(0)
-
-    async def get_events(event_ids: Any) -> dict[str, Any]:
-        return {e: SimpleNamespace(event_id=e) for e in event_ids}
-
-    async def serialize(events: Any, requester: Any, bundle_relations: bool = True) -> list[dict[str, Any]]:
-        return [{"event_id": e.event_id} for e in events]
-
-    hs = SimpleNamespace(clock=clock, event_store=SimpleNamespace(stream_ids=ids, get_events=get_events),
-                         event_serializer=SimpleNamespace(serialize=serialize))
-    service = ApplicationService(id=AS_ID, url="http://127.0.0.1:1/as", as_token="a", hs_token="h",
-                                 sender="@alerts:test")
+    hs, service = fake_hs_and_service(clock, ids, AS_ID)
     sender = AppServiceSender(hs, service, store, api, 0)  # type: ignore[arg-type]
 
     def queue(event_id: str) -> None:
