@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from tests.integration.roomlib import all_messages
 from tests.support.client import Api, q, register
+
+
+def start_with_two_members(fresh_homeserver: Any) -> tuple[Any, Api, Any, Any, str]:
+    """Start the test's own homeserver; alice creates a public room and bob joins it.
+    Returns (hs, api, alice, bob, room_id)."""
+    hs = fresh_homeserver.start()
+    api = Api(hs.base_url)
+    alice, bob = register(api), register(api)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    return hs, api, alice, bob, room
 
 
 def test_acknowledged_events_survive_sigkill(fresh_homeserver) -> None:
@@ -62,11 +74,7 @@ def test_acknowledged_events_survive_sigkill(fresh_homeserver) -> None:
 
 def test_sync_token_from_before_restart_still_gets_typing(fresh_homeserver) -> None:
     """Typing lives in memory; a restart must not make old sync tokens skip the next typing notifications."""
-    hs = fresh_homeserver.start()
-    api = Api(hs.base_url)
-    alice, bob = register(api), register(api)
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    hs, api, alice, bob, room = start_with_two_members(fresh_homeserver)
     path = f"rooms/{q(room)}/typing/{q(alice.user_id)}"
     for typing in (True, False, True, False):
         alice.ok("PUT", path, {"typing": typing, "timeout": 30000})
@@ -82,11 +90,7 @@ def test_sync_token_from_before_restart_still_gets_typing(fresh_homeserver) -> N
 def test_long_poll_with_token_from_before_restart_gets_data_committed_before_it(fresh_homeserver) -> None:
     """A long-poll skips building a response when the notifier saw nothing since ``since``; the notifier only knows
     what happened since start-up, so a token from before a restart must still be answered from the database."""
-    hs = fresh_homeserver.start()
-    api = Api(hs.base_url)
-    alice, bob = register(api), register(api)
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    hs, api, alice, bob, room = start_with_two_members(fresh_homeserver)
     token = bob.sync()["next_batch"]
     sent = alice.send(room, "while bob was away")
     hs.stop()
@@ -109,11 +113,7 @@ def test_long_poll_with_token_from_before_restart_gets_data_committed_before_it(
 def test_retry_after_restart_returns_the_stored_event_even_when_now_refused(fresh_homeserver) -> None:
     """Transaction IDs outlive the process: after a restart (nothing in memory) a retried send returns the event it
     made before, also once the sender may no longer send in that room, and no second event appears."""
-    hs = fresh_homeserver.start()
-    api = Api(hs.base_url)
-    alice, bob = register(api), register(api)
-    room = alice.create_room(preset="public_chat")
-    bob.join(room)
+    hs, api, alice, bob, room = start_with_two_members(fresh_homeserver)
     path = f"rooms/{q(room)}/send/m.room.message/retry-1"
     content = {"msgtype": "m.text", "body": "disk full on db-1"}
     first = bob.req("PUT", path, content)
