@@ -266,6 +266,9 @@ async function plainScenario(alice, bob) {
         bodies: bobThread.timeline.map((e) => e.getContent().body),
         root_count_in_aggregation: bobThread.rootEvent?.getServerAggregatedRelation(THREAD_RELATION_TYPE.name)?.count,
     };
+    // Alice's SDK files her own answer into the thread when her /sync brings it back: wait for that sync (under
+    // load it can come after bob's), then report what she sees.
+    await waitFor("alice's thread has her answer", () => (thread.length >= 2 ? thread : null));
     r.alice_thread_length = thread.length;
     // Threaded read receipt: the SDK adds thread_id for an event that lives in a thread.
     const bobAnswer = bobThread.findEventById(answer.event_id);
