@@ -23,6 +23,7 @@ from homeserver.events.builder import build_event
 from homeserver.http.auth import Requester
 from homeserver.http.errors import ForbiddenError, NotFoundError
 from homeserver.http.ratelimit import Ratelimiter
+from homeserver.storage.database import delay_cancellation
 
 logger = logging.getLogger(__name__)
 
@@ -281,8 +282,18 @@ class EventCreationHandler:
             if not lock.locked and not lock.waiting and room_id in self._room_locks:
                 del self._room_locks[room_id]
 
-    async def _persist(self, event: Event, prepared: list[Any], is_new_room: bool,
-                       txn_key: TxnKey | None) -> None:
+    def _persist(self, event: Event, prepared: list[Any], is_new_room: bool,
+                 txn_key: TxnKey | None) -> "defer.Deferred[None]":
+        """Persist ``event`` at the next stream position, then update the caches and announce it.
+
+        Once started this runs to the end even if the caller is cancelled meanwhile (the cancellation is held
+        until then): an event committed but never applied to the in-memory room state would be missing from
+        /sync and forked from by the next event.
+        """
+        return delay_cancellation(defer.ensureDeferred(self._persist_now(event, prepared, is_new_room, txn_key)))
+
+    async def _persist_now(self, event: Event, prepared: list[Any], is_new_room: bool,
+                           txn_key: TxnKey | None) -> None:
         position = self.stream_ids.allocate()
         now = self.now_ms()
 

@@ -22,6 +22,7 @@ from homeserver.events import Event
 from homeserver.http.auth import Requester
 from homeserver.http.errors import ForbiddenError, InvalidParamError, NotFoundError
 from homeserver.storage.presence import PresenceStore, UserPresence
+from homeserver.storage.database import delay_cancellation
 from homeserver.streams import StreamToken
 
 logger = logging.getLogger(__name__)
@@ -236,9 +237,14 @@ class PresenceHandler:
         except Exception:  # noqa: BLE001 - a failed sweep is retried at the next tick; the loop must go on
             logger.exception("presence sweep failed")
 
-    async def _update(self, user_ids: list[str], change: Any) -> None:
+    def _update(self, user_ids: list[str], change: Any) -> "defer.Deferred[None]":
         """Apply ``change(old) -> new`` to each user under the write lock, persist with new stream positions,
-        then update memory and wake the users who share a room with each changed user."""
+        then update memory and wake the users who share a room with each changed user. Runs to the end even if
+        the caller is cancelled meanwhile (a ``/sync`` whose client went away): stored and in-memory presence
+        never disagree."""
+        return delay_cancellation(defer.ensureDeferred(self._update_now(user_ids, change)))
+
+    async def _update_now(self, user_ids: list[str], change: Any) -> None:
         await self._write_lock.acquire()
         try:
             gen = self.store.stream_ids

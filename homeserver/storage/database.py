@@ -415,15 +415,18 @@ class Database:
             return getattr(e, "pgcode", None) in _PG_RETRYABLE
         return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
 
-    async def run_interaction(self, desc: str, func: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        """Run ``func(txn, *args, **kwargs)`` in one transaction in the pool; returns its result.
+    def run_interaction(self, desc: str, func: Callable[..., R], *args: Any, **kwargs: Any) -> "defer.Deferred[R]":
+        """Run ``func(txn, *args, **kwargs)`` in one transaction in the pool; the Deferred fires with its result.
 
         ``desc`` names the transaction in logs. Exceptions from ``func`` roll back and propagate unchanged
         (so a MatrixError raised inside reaches the client as is). Callbacks registered with ``txn.call_after``
-        run on the reactor thread after commit, in order.
+        run on the reactor thread after commit, in order. Cancelling the Deferred (a client went away) does not
+        stop the transaction: it waits until the transaction has ended and its ``call_after`` callbacks have run
+        (the in-memory caches they keep in step with the tables), then fails with CancelledError.
         """
+        d: defer.Deferred
         if self.is_postgres:
-            result, after = await self._pool.run(self._run_in_thread, desc, func, args, kwargs)
+            d = self._pool.run(self._run_in_thread, desc, func, args, kwargs)
         else:
             queued = _Queued(desc, func, args, kwargs, defer.Deferred())
             with self._queue_lock:
@@ -432,10 +435,9 @@ class Database:
                 self._draining = True
             if start:
                 self._pool.call(self._drain)
-            result, after = await queued.deferred
-        for fn, fargs in after:
-            fn(*fargs)
-        return result
+            d = queued.deferred
+        d.addCallback(_run_after_commit)
+        return delay_cancellation(d)
 
     # -- SQLite group commit (database thread) -----------------------------------------------------------------
 
@@ -569,6 +571,49 @@ def _deliver(outcomes: list[tuple[_Queued, bool, Any]]) -> None:
             q.deferred.callback(value)
         else:
             q.deferred.errback(value)
+
+
+def _run_after_commit(outcome: tuple[Any, list[tuple[Callable[..., Any], tuple[Any, ...]]]]) -> Any:
+    """Reactor thread: run a committed transaction's ``call_after`` callbacks, in order; returns its result."""
+    result, after = outcome
+    for fn, fargs in after:
+        fn(*fargs)
+    return result
+
+
+def delay_cancellation(inner: "defer.Deferred[R]") -> "defer.Deferred[R]":
+    """A Deferred with ``inner``'s outcome whose cancellation never reaches ``inner``.
+
+    Cancelling it waits until ``inner`` has finished and only then fails with CancelledError (``inner``'s own
+    outcome is dropped; a failure is logged). For work that must not stop half way once started: a transaction
+    and the in-memory state kept in step with it after commit, an event's persistence and its announcement. A
+    caller cancelled meanwhile (its client went away) resumes only when that work is complete, so whatever it
+    releases next (a room's lock) is never released under a write still in flight.
+    """
+    cancelled: list[bool] = []
+
+    def on_cancel(outer: defer.Deferred) -> None:
+        # Deferred.cancel() fails ``outer`` with CancelledError as soon as this returns: hold that until
+        # ``inner`` is done. (The closure holds no reference to ``outer``: no reference cycle per call.)
+        cancelled.append(True)
+        outer.pause()
+
+    outer: defer.Deferred = defer.Deferred(on_cancel)
+
+    def on_done(result: Any) -> None:
+        if not cancelled:
+            if isinstance(result, Failure):
+                outer.errback(result)
+            else:
+                outer.callback(result)
+            return
+        if isinstance(result, Failure) and not result.check(defer.CancelledError):
+            logger.warning("work whose caller was cancelled failed: %s", result.getErrorMessage(),
+                           exc_info=(result.type, result.value, result.getTracebackObject()))
+        outer.unpause()
+
+    inner.addBoth(on_done)
+    return outer
 
 
 def deferred(coro: Any) -> defer.Deferred:

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from twisted.internet import defer
 
 from homeserver.config import RateLimit
 from homeserver.handlers.events import EventCreationHandler, txn_endpoint_scope
@@ -73,3 +74,24 @@ def test_txn_endpoint_scope() -> None:
     # /redact: the target is in the path only; /send/m.room.redaction: the target is in the body.
     assert txn_endpoint_scope("m.room.redaction", {"reason": "r"}, "$a") == "redact/$a"
     assert txn_endpoint_scope("m.room.redaction", {"redacts": "$a"}, "$a") == "send/m.room.redaction"
+
+
+def test_cancelled_persist_still_completes_before_the_caller_resumes(tmp_path: Any) -> None:
+    """A caller cancelled mid-persist (its client went away) resumes only after the commit, the caches and the
+    announcement: the event is never left committed but unknown to the in-memory room state."""
+    db = gated_db(tmp_path)
+    notifier, store = _Notifier(), _EventStore()
+    hs = SimpleNamespace(clock=FakeReactor(), db=db, event_store=store, room_store=_RoomStore(), notifier=notifier,
+                         config=SimpleNamespace(rc_message=RateLimit(0, 0)))
+    handler = EventCreationHandler(hs)
+    db.hold = 1
+    persisting = handler._persist(_event("$sent"), [], False, None)
+    box: dict[str, Any] = {}
+    persisting.addBoth(lambda v: box.setdefault("result", v))
+    persisting.cancel()
+    assert box == {}  # held: the transaction is still in flight
+    db.gates[0].deliver()
+    assert store.persisted == [("$sent", 1)]
+    assert notifier.calls == [("events", 1, [], ["!pager:test"])]
+    assert store.stream_ids.current() == 1
+    assert box["result"].check(defer.CancelledError)

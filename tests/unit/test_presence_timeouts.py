@@ -104,3 +104,28 @@ def test_incremental_sync_only_returns_changes_after_since() -> None:
     assert run(handler.get_sync_presence("@a:hs", StreamToken(presence=2), StreamToken(presence=2))) == []
     initial = run(handler.get_sync_presence("@a:hs", None, StreamToken(presence=1)))
     assert [e["sender"] for e in initial] == ["@a:hs"]  # c's change is past "now"
+
+
+def test_sync_cancelled_while_presence_is_stored_still_announces_it() -> None:
+    """A /sync whose client hangs up while its ``set_presence`` change is being stored: the change still reaches
+    memory and the users who share a room, so stored and announced presence never disagree."""
+    handler, _clock, notified, _ = make_handler()
+    held: list[defer.Deferred] = []
+
+    def upsert_later(states: Any) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        held.append(d)
+        d.addCallback(lambda _: handler.store.rows.update({s.user_id: s for s in states}))
+        return d
+
+    handler.store.upsert_presence = upsert_later  # type: ignore[method-assign]
+    syncing = defer.ensureDeferred(handler.on_sync("@b:hs", "online"))
+    outcome: list[Any] = []
+    syncing.addBoth(outcome.append)
+    syncing.cancel()
+    assert outcome == []  # held until the write is done
+    held[0].callback(None)
+    assert outcome[0].check(defer.CancelledError)
+    assert handler.store.rows["@b:hs"].state == "online"
+    assert state_of(handler, "@b:hs")["presence"] == "online"
+    assert notified == [("presence", 1, frozenset({"@a:hs", "@b:hs", "@c:hs", "@watcher:hs"}))]
