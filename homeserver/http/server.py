@@ -54,6 +54,8 @@ CORS_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # After answering 413, up to this many more bytes are read and dropped so that clients which send the whole body
 # before reading the reply still see the error; a longer body gets its connection closed.
 DISCARD_AFTER_REJECT = 64 * 1024 * 1024
+# Requests cancelled when their client disconnects: reads only (see MatrixResource.render).
+_CANCELLABLE_METHODS = frozenset({b"GET", b"HEAD"})
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -253,14 +255,20 @@ class JsonRouter(resource.Resource):
 
     def render(self, request: MatrixRequest) -> int:  # type: ignore[override]
         """Twisted entry point: set ``Server`` and CORS headers, dispatch to the matching servlet asynchronously
-        (cancelled if the client goes away) and return ``NOT_DONE_YET``. OPTIONS answers 200 ``{}``; unknown paths 404,
-        a known path with another method 405, both ``M_UNRECOGNIZED``.
+        and return ``NOT_DONE_YET``. OPTIONS answers 200 ``{}``; unknown paths 404, a known path with another
+        method 405, both ``M_UNRECOGNIZED``.
+
+        A read (GET, HEAD) whose client goes away is cancelled: a dropped long-poll ``/sync`` frees its waiter at
+        once. A write (PUT, POST, DELETE) runs to its end, as in Synapse, where only reads opt in to
+        cancellation: the client may not hear the answer, but its retry (same ``txn_id``) finds the work done,
+        never half done.
         """
         request.setHeader(b"Server", b"Tocsin")
         for k, v in CORS_HEADERS:
             request.setHeader(k, v)
         d = defer.ensureDeferred(self._dispatch(request))
-        request.notifyFinish().addErrback(lambda _f: d.cancel())
+        if request.method in _CANCELLABLE_METHODS:
+            request.notifyFinish().addErrback(lambda _f: d.cancel())
         return server.NOT_DONE_YET
 
     async def _dispatch(self, request: MatrixRequest) -> None:
