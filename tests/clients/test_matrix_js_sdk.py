@@ -94,7 +94,9 @@ def test_element_sdk_flow(homeserver: HomeserverProcess) -> None:
     assert p["bob_thread"] == {"length": 2, "root_count_in_aggregation": 2,
                                "bodies": ["CPU 98% on web-3", "restarted the service",
                                           "confirmed, load is back to normal"]}
-    assert p["alice_thread_length"] == 2
+    assert p["alice_thread_bodies"] == ["restarted the service", "confirmed, load is back to normal"]
+    assert p["alice_root_thread_summary"] == {"count": 2, "current_user_participated": True,
+                                              "latest_event_id": p["thread_answer_id"]}
     assert p["receipt_thread_id_sent"] == p["alert_event_id"]
     assert p["thread_receipt_alice_sees"] == p["thread_answer_id"]
     assert p["bob_thread_unread_before_receipt"] == 1  # alice's answer; bob's own reply never counts

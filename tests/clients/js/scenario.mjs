@@ -266,10 +266,24 @@ async function plainScenario(alice, bob) {
         bodies: bobThread.timeline.map((e) => e.getContent().body),
         root_count_in_aggregation: bobThread.rootEvent?.getServerAggregatedRelation(THREAD_RELATION_TYPE.name)?.count,
     };
-    // Alice's SDK files her own answer into the thread when her /sync brings it back: wait for that sync (under
-    // load it can come after bob's), then report what she sees.
-    await waitFor("alice's thread has her answer", () => (thread.length >= 2 ? thread : null));
-    r.alice_thread_length = thread.length;
+    // Alice's SDK files her own answer into her thread when her /sync brings its remote echo back. (The SDK's
+    // running reply count, thread.length, is not checked here: her send makes the SDK re-fetch the root, and
+    // when that answer, read just before her message was stored, lands after the echo, the SDK keeps the
+    // older count until the thread next changes: a client-side race that no server order can prevent.)
+    const aliceThread = await waitFor("alice's thread has her answer", () => {
+        const t = aliceRoom.getThread(alert.event_id);
+        return t && t.timeline.some((e) => e.getId() === answer.event_id) ? t : null;
+    });
+    r.alice_thread_bodies = aliceThread.timeline.filter((e) => e.getId() !== alert.event_id)
+        .map((e) => e.getContent().body);
+    // The summary Element shows comes from the root's bundled m.thread aggregation: what the server tells alice.
+    const aliceRoot = await alice.fetchRoomEvent(roomId, alert.event_id);
+    const summary = aliceRoot.unsigned?.["m.relations"]?.[THREAD_RELATION_TYPE.name];
+    r.alice_root_thread_summary = summary && {
+        count: summary.count,
+        current_user_participated: summary.current_user_participated,
+        latest_event_id: summary.latest_event?.event_id,
+    };
     // Threaded read receipt: the SDK adds thread_id for an event that lives in a thread.
     const bobAnswer = bobThread.findEventById(answer.event_id);
     r.receipt_thread_id_sent = threadIdForReceipt(bobAnswer);
