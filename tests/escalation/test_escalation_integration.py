@@ -1,8 +1,11 @@
 """The bridge-side pieces of escalation without processes: receipt parsing, read matching by arrival order,
-the bridge config's ``escalation`` section and the ``!oncall`` answer."""
+the bridge config's ``escalation`` section, the ``!oncall`` answer and the start-up reconciliation with the
+bridge's incidents."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -124,3 +127,72 @@ def test_oncall_answer_names_people_and_next_handoff() -> None:
     assert BridgeEscalation.oncall_text(fake, None, at).splitlines()[1] == "- empty: nobody"  # type: ignore[arg-type]
     assert BridgeEscalation.oncall_text(fake, "nope", at) == (  # type: ignore[arg-type]
         "No schedule named 'nope' (known: empty, primary).")
+
+
+def test_reconcile_applies_what_the_bridge_changed_while_the_engine_did_not_hear(tmp_path: Path) -> None:
+    """Start-up reconciliation (a crash between a bridge change and its hand-over to the engine): each open
+    incident the engine never heard of starts, acks/unacks/resolutions are replayed, nothing else is touched."""
+    from twisted.internet import defer
+
+    from appservices.alerts import store as alerts_store
+    from appservices.alerts.ingest import parse_alertmanager
+    from tests.alerts.harness import FIXTURES
+
+    alerts_db = alerts_store.Database("sqlite", {"database": str(tmp_path / "alerts.db")})
+    alerts_db.run_sync(alerts_store.prepare)
+    firing = parse_alertmanager(json.loads((FIXTURES / "alertmanager" / "firing.json").read_text()))
+
+    def bridge_incident(key: str, **fields: Any) -> str:
+        group = dataclasses.replace(firing, dedup_key=key)
+        inc = alerts_db.run_sync(alerts_store.create_incident, group, "default", "#r:hs", "primary", 1_000)
+        if fields:
+            alerts_db.run_sync(lambda txn: alerts_store.update_incident(txn, inc.incident_id, **fields))
+        return inc.incident_id
+
+    esc_store = EscalationStore.sqlite(":memory:")
+
+    def engine_knows(incident_id: str, state: str) -> None:
+        _incident(esc_store, incident_id, "!r:hs", "$a", "@alice:hs")
+        esc_store.transaction(lambda t: t.execute(
+            "UPDATE escalation_incidents SET state = ? WHERE incident_id = ?", (state, incident_id)))
+
+    new_firing = bridge_incident("new-firing")
+    new_acked = bridge_incident("new-acked", state="acknowledged", acknowledged_by="@bob:hs")
+    bridge_incident("new-resolved", state="resolved", resolved_by="source")  # over before the engine heard
+    acked = bridge_incident("acked", state="acknowledged", acknowledged_by="@carol:hs")
+    engine_knows(acked, "open")
+    resolved = bridge_incident("resolved", state="resolved", resolved_by="@dave:hs")
+    engine_knows(resolved, "open")
+    unacked = bridge_incident("unacked")
+    engine_knows(unacked, "acknowledged")
+    unchanged_open = bridge_incident("unchanged-open")
+    engine_knows(unchanged_open, "open")
+    old = bridge_incident("old", state="resolved", resolved_by="source")
+    engine_knows(old, "resolved")
+
+    calls: list[tuple[str, str, str | None]] = []
+    esc = BridgeEscalation.__new__(BridgeEscalation)
+    esc.store = esc_store
+    esc.bridge = SimpleNamespace(db=SimpleNamespace(
+        run=lambda fn, *args: defer.maybeDeferred(alerts_db.run_sync, fn, *args)))
+    esc._chains = {}
+    esc.on_incident_opened = lambda inc: calls.append(("opened", inc.incident_id, None))  # type: ignore[method-assign]
+    esc.on_incident_acknowledged = (  # type: ignore[method-assign]
+        lambda inc, actor: calls.append(("acknowledged", inc.incident_id, actor)))
+    esc.on_incident_unacknowledged = (  # type: ignore[method-assign]
+        lambda inc, actor: calls.append(("unacknowledged", inc.incident_id, actor)))
+    esc.on_incident_resolved = (  # type: ignore[method-assign]
+        lambda inc, actor: calls.append(("resolved", inc.incident_id, actor)))
+
+    done = esc.reconcile()
+    assert done.called
+    assert sorted(calls) == sorted([
+        ("opened", new_firing, None),
+        ("opened", new_acked, None), ("acknowledged", new_acked, "@bob:hs"),
+        ("acknowledged", acked, "@carol:hs"),
+        ("resolved", resolved, "@dave:hs"),
+        ("unacknowledged", unacked, "unknown"),
+    ])
+    # An incident's own changes keep their order: opened before acknowledged.
+    assert calls.index(("opened", new_acked, None)) < calls.index(("acknowledged", new_acked, "@bob:hs"))
+    alerts_db.close()
