@@ -115,9 +115,10 @@ def register_servlets(hs: Any, router: Any) -> None:
                 raise BadJsonError("m.room.redaction needs 'redacts'")
             validate_event_id(redacts)
             event = await events.create_and_send_event(requester, room_id, event_type, content, txn_id=txn_id,
-                                                       redacts=redacts)
+                                                       redacts=redacts, txn_scope=f"send/{event_type}")
         else:
-            event = await events.create_and_send_event(requester, room_id, event_type, content, txn_id=txn_id)
+            event = await events.create_and_send_event(requester, room_id, event_type, content, txn_id=txn_id,
+                                                       txn_scope=f"send/{event_type}")
         return 200, {"event_id": event.event_id}
 
     async def redact(request: Any, room_id: str, event_id: str, txn_id: str) -> tuple[int, Any]:
@@ -131,7 +132,7 @@ def register_servlets(hs: Any, router: Any) -> None:
                 raise BadJsonError("'reason' must be a string")
             content["reason"] = body["reason"]
         event = await events.create_and_send_event(requester, room_id, "m.room.redaction", content,
-                                                   txn_id=txn_id, redacts=event_id)
+                                                   txn_id=txn_id, redacts=event_id, txn_scope=f"redact/{event_id}")
         return 200, {"event_id": event.event_id}
 
     async def get_state(request: Any, room_id: str) -> tuple[int, Any]:
