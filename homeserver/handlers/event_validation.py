@@ -62,6 +62,25 @@ def validate_state_content(event_type: str, content: dict[str, Any]) -> None:
             raise BadJsonError("'algorithm' is required")
 
 
+def validate_creation_content(content: dict[str, Any]) -> None:
+    """Shape checks for ``createRoom``'s ``creation_content`` on the ``m.room.create`` fields the spec defines
+    (``type`` a string, ``m.federate`` a boolean, ``predecessor`` an object with a string ``room_id`` and an
+    optional string ``event_id``); other keys are the client's own. Spec: event schema ``m.room.create``.
+
+    Raises BadJsonError (400 ``M_BAD_JSON``) naming the bad field.
+    """
+    if "type" in content and not isinstance(content["type"], str):
+        raise BadJsonError("creation_content.type must be a string")
+    if "m.federate" in content and not isinstance(content["m.federate"], bool):
+        raise BadJsonError("creation_content.m.federate must be a boolean")
+    if "predecessor" in content:
+        predecessor = content["predecessor"]
+        if not isinstance(predecessor, dict) or not isinstance(predecessor.get("room_id"), str):
+            raise BadJsonError("creation_content.predecessor must be an object with a string room_id")
+        if "event_id" in predecessor and not isinstance(predecessor["event_id"], str):
+            raise BadJsonError("creation_content.predecessor.event_id must be a string")
+
+
 def check_content_fits(content: dict[str, Any], what: str) -> None:
     """Refuse content that cannot fit in a 65536-byte event even before the event is built (413)."""
     size = len(encode_canonical_json(content))

@@ -13,7 +13,11 @@ from typing import Any
 from homeserver.events import KNOWN_ROOM_VERSIONS
 from homeserver.events.canonical import validate_canonical_json
 from homeserver.types import is_valid_user_id
-from homeserver.handlers.event_validation import check_content_fits, validate_state_content
+from homeserver.handlers.event_validation import (
+    check_content_fits,
+    validate_creation_content,
+    validate_state_content,
+)
 from homeserver.http.auth import Requester
 from homeserver.http.errors import (
     BadJsonError,
@@ -125,6 +129,7 @@ class RoomCreationHandler:
             if key in body:
                 check_content_fits({key: body[key]}, f"'{key}'")
         if "creation_content" in body:
+            validate_creation_content(body["creation_content"])
             validate_canonical_json(body["creation_content"], "creation_content")
             check_content_fits(body["creation_content"], "'creation_content'")
         for user in invite:

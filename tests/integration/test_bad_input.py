@@ -239,3 +239,26 @@ def test_non_user_id_profile_and_non_id_filter_are_400(api: Api) -> None:
         assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM"), value
     r = alice.req("GET", "sync", params={"filter": "9999"})
     assert (r.status, r.errcode()) == (404, "M_NOT_FOUND")
+
+
+def test_creation_content_with_wrongly_typed_spec_fields_creates_nothing(api: Api) -> None:
+    """``creation_content`` keys the m.room.create schema defines must have its types; no room is created."""
+    alice = register(api)
+    before = alice.ok("GET", "joined_rooms")["joined_rooms"]
+    bad = [
+        ({"type": 5}, "creation_content.type"),
+        ({"m.federate": "no"}, "creation_content.m.federate"),
+        ({"predecessor": "!old:test.local"}, "creation_content.predecessor"),
+        ({"predecessor": {"event_id": "$x"}}, "creation_content.predecessor"),
+        ({"predecessor": {"room_id": "!old:test.local", "event_id": 7}}, "creation_content.predecessor.event_id"),
+    ]
+    for content, named in bad:
+        r = alice.req("POST", "createRoom", {"creation_content": content})
+        assert (r.status, r.errcode()) == (400, "M_BAD_JSON"), (content, r.json)
+        assert named in r.json["error"], r.json
+    assert alice.ok("GET", "joined_rooms")["joined_rooms"] == before
+    good = {"type": "m.space", "m.federate": False, "predecessor": {"room_id": "!old:test.local", "event_id": "$x"},
+            "org.example.custom": [1, "two"]}
+    room = alice.create_room(creation_content=good)
+    create = alice.ok("GET", f"rooms/{q(room)}/state/m.room.create/")
+    assert {k: create[k] for k in good} == good
