@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events import Event
-from homeserver.handlers.filtering import EventFilter, validate_filter
+from homeserver.handlers.filtering import EventFilter, validate_room_event_filter
 from homeserver.http.auth import Requester
 from homeserver.http.errors import BadJsonError, InvalidParamError
 from homeserver.storage.search import SEARCH_KEYS, SearchHit, SearchStore, search_words
@@ -74,11 +74,10 @@ def parse_room_events_criteria(criteria: Any) -> RoomEventsCriteria:
     if unknown:
         raise InvalidParamError(f"Unsupported search keys: {', '.join(unknown)}")
     definition = criteria.get("filter") or {}
-    if not isinstance(definition, dict):
-        raise BadJsonError("'filter' must be an object")
-    validate_filter({"room": {"timeline": definition}})
+    validate_room_event_filter(definition, "search_categories.room_events.filter")
     flt = EventFilter(definition)
-    limit = DEFAULT_LIMIT if flt.limit is None else _int_in(flt.limit, "filter.limit", 1, 2**31)
+    limit = (DEFAULT_LIMIT if flt.limit is None
+             else _int_in(flt.limit, "search_categories.room_events.filter.limit", 1, 2**31))
     order_by = criteria.get("order_by", "rank")
     if order_by not in ("rank", "recent"):
         raise InvalidParamError("'order_by' must be 'rank' or 'recent'")

@@ -163,6 +163,13 @@ def test_search_bad_input(api: Api) -> None:
     assert search(a, {"search_term": "x", "order_by": "loudest"}).errcode() == "M_INVALID_PARAM"
     assert search(a, {"search_term": "x", "keys": ["content.secret"]}).errcode() == "M_INVALID_PARAM"
     assert search(a, {"search_term": "x", "filter": {"limit": "ten"}}).errcode() == "M_BAD_JSON"
+    r = search(a, {"search_term": "x", "filter": {"limit": 10**15}})  # a valid filter limit, too many results
+    assert r.errcode() == "M_INVALID_PARAM" and "search_categories.room_events.filter.limit" in r.json["error"]
+    for flt, named in (({"limit": 10**30}, "search_categories.room_events.filter.limit"),
+                       ("none", "search_categories.room_events.filter"),
+                       ({"senders": "@a:x"}, "search_categories.room_events.filter.senders")):
+        r = search(a, {"search_term": "x", "filter": flt})
+        assert r.errcode() == "M_BAD_JSON" and named in r.json["error"], r.json
     assert search(a, {"search_term": "x", "event_context": {"before_limit": -1}}).errcode() == "M_INVALID_PARAM"
     assert search(a, {"search_term": "x", "groupings": {"group_by": [{"key": "type"}]}}).errcode() == \
         "M_INVALID_PARAM"
