@@ -22,6 +22,7 @@ from twisted.web import http, resource, server
 
 from homeserver.http.errors import (
     BadJsonError,
+    Codes,
     InvalidParamError,
     MatrixError,
     MissingParamError,
@@ -56,6 +57,8 @@ CORS_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 DISCARD_AFTER_REJECT = 64 * 1024 * 1024
 # Requests cancelled when their client disconnects: reads only (see MatrixResource.render).
 _CANCELLABLE_METHODS = frozenset({b"GET", b"HEAD"})
+# The start of an HTTP request line ("GET /..."), to tell an over-long URL from an over-long header line.
+_REQUEST_LINE_START = re.compile(rb"^[A-Z]{3,16} \S")
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -122,6 +125,22 @@ class MatrixHTTPChannel(http.HTTPChannel):
         if self._host is None:
             self._host = self.transport.getHost()
         return self._host
+
+    def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 - Twisted API
+        """A request line or header line over ``MAX_LENGTH`` (16 KiB): answer 414 (request line: the URL, e.g. a
+        huge inline ``filter``) or 431 (a header) with ``M_TOO_LARGE``, then close the connection, where Twisted
+        would close it without a word. The rest of the request cannot be parsed, so nothing else is read."""
+        if _REQUEST_LINE_START.match(line):
+            status, what = b"414 URI Too Long", "request line (URL)"
+        else:
+            status, what = b"431 Request Header Fields Too Large", "request header line"
+        body = _encoder.encode({"errcode": Codes.TOO_LARGE,
+                                "error": f"The {what} is longer than {self.MAX_LENGTH} bytes"}).encode()
+        head = [b"HTTP/1.1 " + status, b"Content-Type: application/json",
+                b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
+        head += [k + b": " + v for k, v in CORS_HEADERS]
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.loseConnection()
 
 
 class MatrixRequest(server.Request):
