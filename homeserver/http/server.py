@@ -55,7 +55,7 @@ CORS_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # After answering 413, up to this many more bytes are read and dropped so that clients which send the whole body
 # before reading the reply still see the error; a longer body gets its connection closed.
 DISCARD_AFTER_REJECT = 64 * 1024 * 1024
-# Requests cancelled when their client disconnects: reads only (see MatrixResource.render).
+# Requests cancelled when their client disconnects: reads only (see JsonRouter.render).
 _CANCELLABLE_METHODS = frozenset({b"GET", b"HEAD"})
 # The start of an HTTP request line ("GET /..."), to tell an over-long URL from an over-long header line.
 _REQUEST_LINE_START = re.compile(rb"^[A-Z]{3,16} \S")
