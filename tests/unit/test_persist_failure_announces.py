@@ -48,12 +48,17 @@ def _event(event_id: str) -> Any:
     return SimpleNamespace(event_id=event_id, type="m.room.message", state_key=None, room_id="!pager:test")
 
 
-def test_failed_persist_announces_later_positions(tmp_path: Any) -> None:
+def _handler(tmp_path: Any) -> tuple[Any, _Notifier, _EventStore, EventCreationHandler]:
+    """An EventCreationHandler on a gated database with recording fakes: (db, notifier, event store, handler)."""
     db = gated_db(tmp_path)
     notifier, store = _Notifier(), _EventStore()
     hs = SimpleNamespace(clock=FakeReactor(), db=db, event_store=store, room_store=_RoomStore(), notifier=notifier,
                          config=SimpleNamespace(rc_message=RateLimit(0, 0)))
-    handler = EventCreationHandler(hs)
+    return db, notifier, store, EventCreationHandler(hs)
+
+
+def test_failed_persist_announces_later_positions(tmp_path: Any) -> None:
+    db, notifier, store, handler = _handler(tmp_path)
     db.hold = 2
     first = start(handler._persist(_event("$first"), [], False, None))  # position 1
     second = start(handler._persist(_event("$second"), [], False, None))  # position 2
@@ -79,11 +84,7 @@ def test_txn_endpoint_scope() -> None:
 def test_cancelled_persist_still_completes_before_the_caller_resumes(tmp_path: Any) -> None:
     """A caller cancelled mid-persist (its client went away) resumes only after the commit, the caches and the
     announcement: the event is never left committed but unknown to the in-memory room state."""
-    db = gated_db(tmp_path)
-    notifier, store = _Notifier(), _EventStore()
-    hs = SimpleNamespace(clock=FakeReactor(), db=db, event_store=store, room_store=_RoomStore(), notifier=notifier,
-                         config=SimpleNamespace(rc_message=RateLimit(0, 0)))
-    handler = EventCreationHandler(hs)
+    db, notifier, store, handler = _handler(tmp_path)
     db.hold = 1
     persisting = handler._persist(_event("$sent"), [], False, None)
     box: dict[str, Any] = {}
