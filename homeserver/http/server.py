@@ -131,11 +131,23 @@ class MatrixHTTPChannel(http.HTTPChannel):
         huge inline ``filter``) or 431 (a header) with ``M_TOO_LARGE``, then close the connection, where Twisted
         would close it without a word. The rest of the request cannot be parsed, so nothing else is read."""
         if _REQUEST_LINE_START.match(line):
-            status, what = b"414 URI Too Long", "request line (URL)"
+            self._answer_and_close(b"414 URI Too Long", Codes.TOO_LARGE,
+                                   f"The request line (URL) is longer than {self.MAX_LENGTH} bytes")
         else:
-            status, what = b"431 Request Header Fields Too Large", "request header line"
-        body = _encoder.encode({"errcode": Codes.TOO_LARGE,
-                                "error": f"The {what} is longer than {self.MAX_LENGTH} bytes"}).encode()
+            self._answer_and_close(b"431 Request Header Fields Too Large", Codes.TOO_LARGE,
+                                   f"The request header line is longer than {self.MAX_LENGTH} bytes")
+
+    def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802 - overrides Twisted's HTTPChannel
+        """Twisted's answer to a request it cannot parse (headers over 16 KiB in all or over 500 of them, a bad
+        ``Content-Length`` or chunk size, a malformed request line or header): still 400, but with a Matrix
+        error body instead of an empty one. (Twisted's own method; tests/integration/test_bad_input.py checks
+        that it is still the one called.)"""
+        self._answer_and_close(b"400 Bad Request", Codes.UNKNOWN,
+                               "Malformed HTTP request (framing, request line or headers)")
+
+    def _answer_and_close(self, status: bytes, errcode: str, error: str) -> None:
+        """Write a complete JSON error response (with CORS headers) outside any Request, then close."""
+        body = _encoder.encode({"errcode": errcode, "error": error}).encode()
         head = [b"HTTP/1.1 " + status, b"Content-Type: application/json",
                 b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
         head += [k + b": " + v for k, v in CORS_HEADERS]

@@ -287,8 +287,9 @@ def _raw_exchange(base_url: str, raw: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_over_long_url_or_header_line_gets_an_answer(api: Api) -> None:
-    """Lines over 16 KiB: 414 for the URL, 431 for a header, each with M_TOO_LARGE (not a silent close)."""
+def test_over_long_or_unparseable_requests_get_a_matrix_error(api: Api) -> None:
+    """Lines over 16 KiB: 414 for the URL, 431 for a header, each with M_TOO_LARGE (not a silent close); other
+    unparseable requests: 400 with a Matrix error body."""
     import json
 
     long_url = b"GET /_matrix/client/versions?x=" + b"a" * 70000 + b" HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -299,6 +300,19 @@ def test_over_long_url_or_header_line_gets_an_answer(api: Api) -> None:
         assert head.split(b" ")[1] == status, head
         assert b"Access-Control-Allow-Origin: *" in head
         assert json.loads(body)["errcode"] == "M_TOO_LARGE"
+    # Requests Twisted cannot parse for other reasons: 400 with a Matrix error body, not an empty one.
+    malformed = [
+        b"GET /_matrix/client/versions HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 9000 + b"\r\nX-B: " + b"b" * 9000
+        + b"\r\n\r\n",  # each line fits, all headers together do not
+        b"PUT /_matrix/client/v3/profile/x HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n{}",
+        b"GARBAGE\r\n\r\n",
+        b"GET /_matrix/client/versions HTTP/1.1\r\nHost: t\r\nno colon here\r\n\r\n",
+    ]
+    for raw in malformed:
+        answer = _raw_exchange(api.base_url, raw)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), (raw[:40], head)
+        assert json.loads(body)["errcode"] == "M_UNKNOWN", (raw[:40], body)
     # A URL under the limit is served as usual.
     ok = _raw_exchange(api.base_url, b"GET /_matrix/client/versions?x=" + b"a" * 15000
                        + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
