@@ -289,12 +289,19 @@ async def load_filter(hs: Any, user_id: str, value: str | None) -> Filter:
         return NO_FILTER
     store = hs.filter_store
     if value.lstrip().startswith("{"):
-        parsed = store.parsed.get(value)
-        if parsed is None:
-            inline = parse_filter_param(value)
-            parsed = Filter(inline)
-            store.remember_parsed(value, parsed)
-        return parsed
+        text = value  # inline: parse_filter_param validates it when it is first seen
+        build: Callable[[], Filter] = lambda: Filter(parse_filter_param(value))  # noqa: E731
+    else:
+        stored = await store.get_filter_text(user_id, value)
+        if stored is None:
+            raise NotFoundError("No such filter")
+        text = stored  # validated when it was uploaded
+        build = lambda: Filter(json.loads(stored))  # noqa: E731
+    parsed = store.parsed.get(text)
+    if parsed is None:
+        parsed = build()
+        store.remember_parsed(text, parsed)
+    return parsed
     text = await store.get_filter_text(user_id, value)
     if text is None:
         raise NotFoundError("No such filter")
