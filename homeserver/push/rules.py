@@ -94,21 +94,22 @@ class PushRule:
         return list(self.conditions or [])
 
 
-#: Server-default rules whose definition names the user (their ID or localpart).
-_USER_DEPENDENT_DEFAULTS = frozenset({".m.rule.invite_for_me", ".m.rule.is_user_mention", ".m.rule.contains_user_name"})
 _shared_defaults: dict[str, PushRule] = {}
 
 
 def _shared_default_rules() -> dict[str, PushRule]:
     """``{rule_id: PushRule}`` for the server-default rules that are the same for every user, built once.
 
-    Every ruleset whose user did not change such a rule holds these very objects (a server with thousands of
-    users keeps one copy of the defaults, not one per user), so a PushRule is never modified once built.
+    Which rules those are is derived, not listed: a rule that comes out the same for two different users names
+    neither (``.m.rule.is_user_mention`` and the like do, and are left out). Every ruleset whose user did not
+    change such a rule holds these very objects (a server with thousands of users keeps one copy of the
+    defaults, not one per user), so a PushRule is never modified once built.
     """
     if not _shared_defaults:
-        for kind, rules in default_rules_for_user("@\0:\0").items():
+        other = {r["rule_id"]: r for rules in default_rules_for_user("@b:b.invalid").values() for r in rules}
+        for kind, rules in default_rules_for_user("@a:a.invalid").items():
             for rule in rules:
-                if rule["rule_id"] not in _USER_DEPENDENT_DEFAULTS:
+                if other.get(rule["rule_id"]) == rule:
                     _shared_defaults[rule["rule_id"]] = PushRule(
                         kind=kind, rule_id=rule["rule_id"], actions=rule["actions"],
                         conditions=rule.get("conditions"), pattern=rule.get("pattern"), enabled=rule["enabled"],
