@@ -131,28 +131,32 @@ class MatrixHTTPChannel(http.HTTPChannel):
         huge inline ``filter``) or 431 (a header) with ``M_TOO_LARGE``, then close the connection, where Twisted
         would close it without a word. The rest of the request cannot be parsed, so nothing else is read."""
         if _REQUEST_LINE_START.match(line):
-            self._answer_and_close(b"414 URI Too Long", Codes.TOO_LARGE,
-                                   f"The request line (URL) is longer than {self.MAX_LENGTH} bytes")
+            status, what = b"414 URI Too Long", "request line (URL)"
         else:
-            self._answer_and_close(b"431 Request Header Fields Too Large", Codes.TOO_LARGE,
-                                   f"The request header line is longer than {self.MAX_LENGTH} bytes")
+            status, what = b"431 Request Header Fields Too Large", "request header line"
+        error = MatrixError(int(status[:3]), f"The {what} is longer than {self.MAX_LENGTH} bytes", Codes.TOO_LARGE)
+        self.transport.write(_raw_error_response(status, error))
+        self.loseConnection()
 
     def _respondToBadRequestAndDisconnect(self) -> None:  # noqa: N802 - overrides Twisted's HTTPChannel
         """Twisted's answer to a request it cannot parse (headers over 16 KiB in all or over 500 of them, a bad
         ``Content-Length`` or chunk size, a malformed request line or header): still 400, but with a Matrix
         error body instead of an empty one. (Twisted's own method; tests/integration/test_bad_input.py checks
         that it is still the one called.)"""
-        self._answer_and_close(b"400 Bad Request", Codes.UNKNOWN,
-                               "Malformed HTTP request (framing, request line or headers)")
-
-    def _answer_and_close(self, status: bytes, errcode: str, error: str) -> None:
-        """Write a complete JSON error response (with CORS headers) outside any Request, then close."""
-        body = _encoder.encode({"errcode": errcode, "error": error}).encode()
-        head = [b"HTTP/1.1 " + status, b"Content-Type: application/json",
-                b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
-        head += [k + b": " + v for k, v in CORS_HEADERS]
-        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        error = MatrixError(400, "Malformed HTTP request (framing, request line or headers)", Codes.UNKNOWN)
+        self.transport.write(_raw_error_response(b"400 Bad Request", error))
         self.loseConnection()
+
+
+def _raw_error_response(status: bytes, error: MatrixError) -> bytes:
+    """A complete HTTP/1.1 response (``status`` like ``b"413 Request Entity Too Large"``, the error's JSON body,
+    CORS headers, ``Connection: close``) for answers written straight to the transport, outside any Request: a
+    refused body, a request that cannot be parsed."""
+    body = encode_json(error.error_dict())
+    head = [b"HTTP/1.1 " + status, b"Content-Type: application/json",
+            b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
+    head += [k + b": " + v for k, v in CORS_HEADERS]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
 class MatrixRequest(server.Request):
@@ -230,12 +234,9 @@ class MatrixRequest(server.Request):
 
     def _reject_too_large(self, declared_length: int | None = None) -> None:
         self._aborted = True
-        body = encode_json(TooLargeError(f"Request body is over the limit of {self._body_limit} bytes").error_dict())
-        head = [b"HTTP/1.1 413 Request Entity Too Large", b"Content-Type: application/json",
-                b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
-        head += [k + b": " + v for k, v in CORS_HEADERS]
+        error = TooLargeError(f"Request body is over the limit of {self._body_limit} bytes")
         transport = self.channel.transport
-        transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        transport.write(_raw_error_response(b"413 Request Entity Too Large", error))
         requests_total.labels("?", "body_too_large", "413").inc()
         limit = self._body_limit or 0
         if declared_length is not None and declared_length > limit + DISCARD_AFTER_REJECT:
