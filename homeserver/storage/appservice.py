@@ -120,10 +120,10 @@ class AppServiceStore:
         txn_id = (int(row[0]) if row else 0) + 1
         if row:
             txn.execute_write("UPDATE appservice_state SET last_txn_id = ? WHERE appservice_id = ?",
-                        (txn_id, appservice_id))
+                              (txn_id, appservice_id))
         else:
             txn.execute_write("INSERT INTO appservice_state (appservice_id, last_txn_id) VALUES (?, ?)",
-                        (appservice_id, txn_id))
+                              (appservice_id, txn_id))
         event_ids = [r[1] for r in rows]
         txn.execute_write(
             "INSERT INTO appservice_txns (appservice_id, txn_id, event_ids, ephemeral, created_ts) "

@@ -363,7 +363,7 @@ class EventStore:
                     (event.event_id, event.state_key, event.sender, event.room_id, membership, stream_ordering),
                 )
                 txn.execute_write("DELETE FROM local_current_membership WHERE user_id = ? AND room_id = ?",
-                            (event.state_key, event.room_id))
+                                  (event.state_key, event.room_id))
                 txn.execute_write(
                     "INSERT INTO local_current_membership (user_id, room_id, event_id, membership, "
                     "stream_ordering, forgotten) VALUES (?, ?, ?, ?, ?, 0)",
@@ -371,7 +371,7 @@ class EventStore:
                 )
         if event.type == "m.room.redaction" and event.redacts and self._redacts_same_room_txn(txn, event):
             txn.execute_write("INSERT INTO redactions (event_id, redacts, stream_ordering) VALUES (?, ?, ?)",
-                        (event.event_id, event.redacts, stream_ordering))
+                              (event.event_id, event.redacts, stream_ordering))
         relation = _relation_of(event)
         if relation is not None:
             txn.execute_write(

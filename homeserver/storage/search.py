@@ -94,7 +94,7 @@ class SearchStore:
             )
         else:
             txn.execute_write("INSERT INTO event_search (rowid, value, key) VALUES (?, ?, ?)",
-                        (stream_ordering, value, key))
+                              (stream_ordering, value, key))
 
     @staticmethod
     def _delete_for_event_txn(txn: Txn, event_id: str) -> None:
