@@ -10,6 +10,7 @@ Needs Node.js 20+ and npm; ``npm ci`` runs in ``tests/clients/js`` once, when ``
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from tests.support.server import HomeserverProcess
 JS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js")
 SCENARIO_TIMEOUT_S = 120
 NPM_INSTALL_TIMEOUT_S = 300
+INSTALLED_MARKER = os.path.join(JS_DIR, "node_modules", ".tocsin-npm-installed")
 
 
 def _node_ready() -> str:
@@ -34,12 +36,18 @@ def _node_ready() -> str:
     version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     if int(version.lstrip("v").split(".")[0]) < 20:
         pytest.fail(f"matrix-js-sdk tests need Node.js 20+, found {version}")
-    if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "matrix-js-sdk")):
-        locked = os.path.exists(os.path.join(JS_DIR, "package-lock.json"))
-        cmd = [npm, "ci" if locked else "install", "--no-audit", "--no-fund"]
-        proc = subprocess.run(cmd, cwd=JS_DIR, capture_output=True, text=True, timeout=NPM_INSTALL_TIMEOUT_S)
-        if proc.returncode != 0:
-            pytest.fail(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    # The SQLite and PostgreSQL runs sit on different xdist workers: one installs while the other waits on the
+    # lock, and a marker written after a complete install (never a half-extracted node_modules) says it is done.
+    with open(os.path.join(JS_DIR, ".npm-install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(INSTALLED_MARKER):
+            locked = os.path.exists(os.path.join(JS_DIR, "package-lock.json"))
+            cmd = [npm, "ci" if locked else "install", "--no-audit", "--no-fund"]
+            proc = subprocess.run(cmd, cwd=JS_DIR, capture_output=True, text=True, timeout=NPM_INSTALL_TIMEOUT_S)
+            if proc.returncode != 0:
+                pytest.fail(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+            with open(INSTALLED_MARKER, "w") as marker:
+                marker.write(" ".join(cmd) + "\n")
     return node
 
 

@@ -403,8 +403,13 @@ async function encryptedScenario(alice, bob) {
         return room?.getMember(bob.getUserId())?.membership === "join" ? room : null;
     });
     const bobRoom = bob.getRoom(roomId);
-    r.alice_room_encrypted = await alice.getCrypto().isEncryptionEnabledInRoom(roomId);
-    r.bob_room_encrypted = await bob.getCrypto().isEncryptionEnabledInRoom(roomId);
+    // Each crypto learns the room is encrypted from the m.room.encryption state in its own /sync: bob's
+    // joinRoom resolves on the /join answer, possibly before his /sync has brought the joined room's state.
+    const encryptionEnabled = (client, who) =>
+        waitFor(`${who}'s crypto knows the room is encrypted`, () => client.getCrypto().isEncryptionEnabledInRoom(roomId))
+            .catch(() => false);
+    r.alice_room_encrypted = await encryptionEnabled(alice, "alice");
+    r.bob_room_encrypted = await encryptionEnabled(bob, "bob");
     // alice's crypto must learn bob's device from /keys/query before it can share the room key with it.
     const devices = await alice.getCrypto().getUserDeviceInfo([bob.getUserId()], true);
     r.alice_knows_bob_devices = [...(devices.get(bob.getUserId())?.keys() ?? [])];
