@@ -65,6 +65,7 @@ class PushRule:
     pattern: str | None = None
     enabled: bool = True
     default: bool = False
+    _evaluation: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_client_json(self) -> dict[str, Any]:
         """The rule as ``GET /pushrules/global/{kind}/{ruleId}`` returns it (spec ``PushRule``)."""
@@ -93,8 +94,25 @@ class PushRule:
             return [{"kind": "event_property_is", "key": "sender", "value": self.rule_id}]
         return list(self.conditions or [])
 
+    def evaluation_rule(self) -> dict[str, Any]:
+        """``{"rule_id", "kind", "actions", "conditions"}`` as :meth:`PushRuleset.evaluation_rules` lists it.
+
+        Built once per rule and read-only: a shared default rule has one such dict for every user holding it.
+        """
+        if self._evaluation is None:
+            self._evaluation = {
+                "rule_id": self.rule_id,
+                "kind": self.kind,
+                "actions": self.actions,
+                "conditions": self.evaluation_conditions(),
+            }
+        return self._evaluation
+
 
 _shared_defaults: dict[str, PushRule] = {}
+#: The default rules as built for one made-up user: the parts of a user-naming rule that do not name the user
+#: (its actions, most of its conditions) are taken from here, so every user's copy shares them.
+_default_templates: dict[str, dict[str, Any]] = {}
 
 
 def _shared_default_rules() -> dict[str, PushRule]:
@@ -109,12 +127,28 @@ def _shared_default_rules() -> dict[str, PushRule]:
         other = {r["rule_id"]: r for rules in default_rules_for_user("@b:b.invalid").values() for r in rules}
         for kind, rules in default_rules_for_user("@a:a.invalid").items():
             for rule in rules:
+                _default_templates[rule["rule_id"]] = rule
                 if other.get(rule["rule_id"]) == rule:
                     _shared_defaults[rule["rule_id"]] = PushRule(
                         kind=kind, rule_id=rule["rule_id"], actions=rule["actions"],
                         conditions=rule.get("conditions"), pattern=rule.get("pattern"), enabled=rule["enabled"],
                         default=True)
     return _shared_defaults
+
+
+def _share_unchanged_parts(rule: dict[str, Any]) -> tuple[list[Any], list[dict[str, Any]] | None]:
+    """``(actions, conditions)`` of one user's copy of a default rule, with every part that equals the template's
+    (the actions, each condition that does not name the user) replaced by the template's own object."""
+    template = _default_templates.get(rule["rule_id"])
+    actions, conditions = rule["actions"], rule.get("conditions")
+    if template is None:
+        return actions, conditions
+    if actions == template["actions"]:
+        actions = template["actions"]
+    shared_conditions = template.get("conditions")
+    if conditions is not None and shared_conditions is not None and len(conditions) == len(shared_conditions):
+        conditions = [mine if mine != theirs else theirs for mine, theirs in zip(conditions, shared_conditions)]
+    return actions, conditions
 
 
 @dataclass
@@ -166,12 +200,13 @@ class PushRuleset:
                 if not change and rule["rule_id"] in shared:
                     defaults[kind].append(shared[rule["rule_id"]])
                     continue
+                actions, conditions = _share_unchanged_parts(rule)
                 defaults[kind].append(
                     PushRule(
                         kind=kind,
                         rule_id=rule["rule_id"],
-                        actions=list(change["actions"]) if "actions" in change else rule["actions"],
-                        conditions=rule.get("conditions"),
+                        actions=list(change["actions"]) if "actions" in change else actions,
+                        conditions=conditions,
                         pattern=rule.get("pattern"),
                         enabled=bool(change["enabled"]) if "enabled" in change else rule["enabled"],
                         default=True,
@@ -228,19 +263,11 @@ class PushRuleset:
         """The enabled rules in priority order, for :meth:`PushRuleEvaluator.run`.
 
         Each is ``{"rule_id", "kind", "actions", "conditions"}`` with the conditions content/room/sender rules
-        imply made explicit. Computed once per ruleset; treat the result as read-only (cache it per user).
+        imply made explicit (:meth:`PushRule.evaluation_rule`: the server-default rules every user shares are
+        the same dicts in every ruleset). Computed once per ruleset; treat the result as read-only.
         """
         if self._evaluation_rules is None:
-            self._evaluation_rules = [
-                {
-                    "rule_id": rule.rule_id,
-                    "kind": rule.kind,
-                    "actions": rule.actions,
-                    "conditions": rule.evaluation_conditions(),
-                }
-                for rule in self.all_rules()
-                if rule.enabled
-            ]
+            self._evaluation_rules = [rule.evaluation_rule() for rule in self.all_rules() if rule.enabled]
         return self._evaluation_rules
 
 

@@ -93,6 +93,33 @@ def test_unchanged_default_rules_are_shared_between_users() -> None:
     assert alice.to_client_json()["global"]["underride"] != bob.to_client_json()["global"]["underride"]
 
 
+def test_evaluation_rules_share_what_does_not_name_the_user() -> None:
+    """Memory of a cached ruleset per user: the evaluation dicts of shared defaults are the same objects in
+    every ruleset, and a user-naming rule shares its actions and the conditions not naming the user; what
+    names the user stays the user's own, and a changed default's actions are the user's too."""
+    alice = PushRuleset(ALICE, default_overrides={".m.rule.is_user_mention": {"actions": ["notify"]}})
+    bob, carol = PushRuleset(BOB), PushRuleset("@carol:example.org")
+    by_id = {name: {r["rule_id"]: r for r in rs.evaluation_rules()} for name, rs in
+             (("alice", alice), ("bob", bob), ("carol", carol))}
+    assert by_id["bob"][".m.rule.message"] is by_id["carol"][".m.rule.message"]
+    assert by_id["bob"][".m.rule.message"]["conditions"] == [
+        {"kind": "event_match", "key": "type", "pattern": "m.room.message"}]
+    invite_b, invite_c = by_id["bob"][".m.rule.invite_for_me"], by_id["carol"][".m.rule.invite_for_me"]
+    assert invite_b is not invite_c
+    assert invite_b["conditions"][0] is invite_c["conditions"][0]  # type == m.room.member
+    assert invite_b["conditions"][2] == {"kind": "event_match", "key": "state_key", "pattern": BOB}
+    assert invite_c["conditions"][2]["pattern"] == "@carol:example.org"
+    assert invite_b["actions"] is invite_c["actions"]
+    assert by_id["bob"][".m.rule.contains_user_name"]["conditions"] == [
+        {"kind": "event_match", "key": "content.body", "pattern": BOB[1:].split(":")[0]}]
+    assert by_id["alice"][".m.rule.is_user_mention"]["actions"] == ["notify"]
+    assert by_id["bob"][".m.rule.is_user_mention"]["actions"] == [
+        "notify", {"set_tweak": "sound", "value": "default"}, {"set_tweak": "highlight"}]
+    ping_bob = message("ping", **{"m.mentions": {"user_ids": [BOB]}})
+    assert matched_rule_id(ping_bob, ruleset=bob, user_id=BOB) == ".m.rule.is_user_mention"
+    assert matched_rule_id(ping_bob, ruleset=carol, user_id="@carol:example.org") == ".m.rule.message"
+
+
 def test_user_rules_take_effect() -> None:
     ruleset = PushRuleset(ALICE, [KEYWORD, MUTE_ROOM, OVERRIDE])
     # Priority: override, then content (the keyword), then room (the mute).
