@@ -192,8 +192,9 @@ async function plainScenario(alice, bob) {
     r.alice_sees_bob_read_up_to = aliceRoom.getEventReadUpTo(bob.getUserId());
     r.alert_event_id = alert.event_id;
 
-    // Typing notifications arrive as member state in the other SDK.
-    await bob.sendTyping(roomId, true, 10000);
+    // Typing notifications arrive as member state in the other SDK. The timeout is Element's (30 s): with 10 s,
+    // the server could expire the typing before alice's /sync (slow on a loaded machine) has shown it.
+    await bob.sendTyping(roomId, true, 30000);
     await waitFor("alice sees bob typing", () => aliceRoom.getMember(bob.getUserId())?.typing === true);
     r.alice_sees_bob_typing = true;
     await bob.sendTyping(roomId, false);
@@ -270,9 +271,13 @@ async function plainScenario(alice, bob) {
     // running reply count, thread.length, is not checked here: her send makes the SDK re-fetch the root, and
     // when that answer, read just before her message was stored, lands after the echo, the SDK keeps the
     // older count until the thread next changes: a client-side race that no server order can prevent.)
-    const aliceThread = await waitFor("alice's thread has her answer", () => {
+    // Her Thread was created (and alice answered) as soon as bob's reply arrived, before the SDK loaded it from
+    // the server: it then empties the thread's timeline and refills it from /relations. An echo landing while
+    // that request is out sits alone in the emptied timeline, so wait for the load as well
+    // (initialEventsFetched, what Element's thread panel waits for).
+    const aliceThread = await waitFor("alice's thread is loaded and has her answer", () => {
         const t = aliceRoom.getThread(alert.event_id);
-        return t && t.timeline.some((e) => e.getId() === answer.event_id) ? t : null;
+        return t && t.initialEventsFetched && t.timeline.some((e) => e.getId() === answer.event_id) ? t : null;
     });
     r.alice_thread_bodies = aliceThread.timeline.filter((e) => e.getId() !== alert.event_id)
         .map((e) => e.getContent().body);
@@ -410,9 +415,15 @@ async function encryptedScenario(alice, bob) {
             .catch(() => false);
     r.alice_room_encrypted = await encryptionEnabled(alice, "alice");
     r.bob_room_encrypted = await encryptionEnabled(bob, "bob");
-    // alice's crypto must learn bob's device from /keys/query before it can share the room key with it.
-    const devices = await alice.getCrypto().getUserDeviceInfo([bob.getUserId()], true);
-    r.alice_knows_bob_devices = [...(devices.get(bob.getUserId())?.keys() ?? [])];
+    // alice's crypto must learn bob's device from /keys/query before it can share the room key with it. Once it
+    // tracks bob (from his membership in this encrypted room) that query runs in the background and
+    // getUserDeviceInfo waits at most 1 s for it, answering an empty list after that: wait for the answer.
+    const bobDevices = async () =>
+        [...((await alice.getCrypto().getUserDeviceInfo([bob.getUserId()], true)).get(bob.getUserId())?.keys() ?? [])];
+    r.alice_knows_bob_devices = await waitFor("alice's crypto knows bob's devices", async () => {
+        const ids = await bobDevices();
+        return ids.length ? ids : null;
+    }, 20000).catch(() => bobDevices());
     const sent = await alice.sendTextMessage(roomId, "encrypted: page the DBA");
     r.sent_event_id = sent.event_id;
     const ev = await waitFor("bob has the encrypted event", () => bobRoom.findEventById(sent.event_id), 20000);
@@ -426,6 +437,10 @@ async function encryptedScenario(alice, bob) {
     });
     r.bob_decrypted_body = ev.getContent().body;
     r.bob_sees_sender = ev.getSender();
+    // The shield depends on bob's crypto knowing alice's device, from its own background /keys/query, which
+    // decryption does not wait for: wait for it (an unknown device would show another shield).
+    await waitFor("bob's crypto knows alice's device", () =>
+        bob.getCrypto().getDeviceVerificationStatus(alice.getUserId(), alice.getDeviceId()), 20000);
     const info = await bob.getCrypto().getEncryptionInfoForEvent(ev);
     r.bob_encryption_info = { shieldColour: info.shieldColour, shieldReason: info.shieldReason };
 
@@ -470,10 +485,11 @@ async function encryptedScenario(alice, bob) {
     const version = await waitFor("alice's backup is active", () => alice.getCrypto().getActiveSessionBackupVersion());
     r.backup_version_active = version;
     r.backup_info_version = (await alice.getCrypto().getKeyBackupInfo())?.version;
+    // The SDK's upload loop first sleeps a random 0-10 s (backupKeysLoop), so leave room for that and a slow upload.
     const keys = await waitFor("alice's room keys reach the backup", async () => {
         const body = await alice.http.authedRequest("GET", "/room_keys/keys", { version });
         return Object.keys(body.rooms?.[roomId]?.sessions ?? {}).length ? body : null;
-    }, 20000);
+    }, 30000);
     r.backed_up_sessions = Object.keys(keys.rooms[roomId].sessions).length;
     return r;
 }
