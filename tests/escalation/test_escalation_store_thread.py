@@ -54,20 +54,30 @@ class ThreadedStoreTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_engine_on_the_threaded_store_walks_channels_and_stops_on_ack(self) -> Any:
         store = self._store()
+        # Real time on a real database thread: the read timeout leaves the acknowledgement (sent as soon as the SMS
+        # is seen) a second to beat the email, whatever the machine's load.
+        read_timeout = 1.0
         policies = load_policy_set({"policies": {"default": {"tiers": [
-            {"targets": [{"user": "@alice:x"}], "channels": ["matrix", "sms", "email"], "read_timeout": 0.3,
+            {"targets": [{"user": "@alice:x"}], "channels": ["matrix", "sms", "email"], "read_timeout": read_timeout,
              "timeout": 5}]}},
             "people": {"@alice:x": {"phone": "+15550001", "email": "alice@example.org"}}})
         channels = {n: RecordingChannel(n, reactor) for n in ("matrix", "sms", "email")}
         engine = EscalationEngine(reactor, store, policies, {}, channels)
         self.addCleanup(engine.stop)
         yield engine.start()
+        opened = reactor.seconds()
         yield engine.incident_opened("inc1", priority="high", summary="s", room_id="!r:x", alert_event_id="$a")
         self.assertEqual([len(c.sent) for c in channels.values()], [1, 0, 0])
-        yield deferLater(reactor, 0.45, lambda: None)
+        # The read timeout passes unread: the SMS follows (waited for, bounded, rather than a fixed pause that a
+        # slow transaction on the database thread can outlast).
+        deadline = reactor.seconds() + 15
+        while not channels["sms"].sent and reactor.seconds() < deadline:
+            yield deferLater(reactor, 0.01, lambda: None)
         self.assertEqual([len(c.sent) for c in channels.values()], [1, 1, 0])
+        self.assertGreaterEqual(channels["sms"].sent[0][2] - opened, read_timeout - 0.05)
         yield engine.incident_acknowledged("inc1", "@alice:x")
-        yield deferLater(reactor, 0.5, lambda: None)
+        # Past the moment the email would have been due: nothing more went out.
+        yield deferLater(reactor, read_timeout + 0.5, lambda: None)
         self.assertEqual([len(c.sent) for c in channels.values()], [1, 1, 0])
         status = yield engine.status("inc1")
         self.assertEqual(status.state, "acknowledged")

@@ -189,13 +189,21 @@ def test_metrics_per_appservice(setup: Setup) -> None:
     alice = register(setup.api)
     room_id = setup.room_with_bot(alice)
     assert setup.receiver.wait_for_events([alice.send(room_id, "metrics")])
-    time.sleep(0.3)
-    text = setup.api.request("GET", "/metrics").body.decode()
+    text = ""
 
     def value(name: str, as_id: str) -> float:
         m = re.search(rf'^{name}\{{appservice="{as_id}"\}} (\S+)$', text, re.M)
         assert m, f"{name} for {as_id} missing"
         return float(m.group(1))
+
+    # The receiver records the events before it answers; the homeserver counts them out of the queue only once
+    # it has the answer and has forgotten the transaction in its database. Poll (bounded) for that, not a pause.
+    deadline = time.monotonic() + 20
+    while True:
+        text = setup.api.request("GET", "/metrics").body.decode()
+        if value("tocsin_appservice_queued_events", "tocsin_test") == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
 
     assert value("tocsin_appservice_transactions_sent_total", "tocsin_test") >= 1
     assert value("tocsin_appservice_queued_events", "tocsin_test") == 0
