@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,10 @@ from typing import Any
 
 import yaml
 
-from tests.support.server import HomeserverProcess
+from tests.support.server import HomeserverProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(os.environ.get("TOCSIN_ALERT_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -7,7 +7,6 @@ import base64
 import email
 import json
 import shutil
-import socket
 import tempfile
 import ssl as std_ssl
 from email import policy as email_policy
@@ -29,6 +28,7 @@ from appservices.channels.matrix import MatrixMentionChannel, mention_content
 from appservices.channels.twilio import SmsChannel, VoiceChannel
 from appservices.channels.webhook import WebhookChannel
 from appservices.escalation.store import EscalationStore
+from tests.support.server import free_port
 
 SID, TOKEN = "AC0123456789abcdef", "s3cret-token"
 MESSAGE = PageMessage(incident_id="inc-42", summary="db1 disk 97% full", priority="critical", room_id="!ops:x.org",
@@ -175,9 +175,7 @@ class TwilioAndWebhookTests(unittest.TestCase):
 class EmailTests(unittest.TestCase):
     def start_smtp(self, **kw: Any) -> tuple[Mailbox, int]:
         box = Mailbox()
-        with socket.socket() as s:  # a free loopback port for aiosmtpd, which needs a fixed one
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()  # aiosmtpd needs a fixed port
         controller = Controller(box, hostname="127.0.0.1", port=port, **kw)
         controller.start()
         self.addCleanup(controller.stop)

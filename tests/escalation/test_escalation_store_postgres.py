@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from typing import Iterator
@@ -13,13 +12,8 @@ import pytest
 
 from appservices.escalation.store import EscalationStore
 from escalation_testlib import now
+from tests.support.server import free_port
 from test_escalation_engine import MIN, START, Harness
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +23,7 @@ def pg_dsn() -> Iterator[str]:
         return
     assert shutil.which("initdb") and shutil.which("pg_ctl"), "PostgreSQL server binaries (initdb, pg_ctl) needed"
     root = tempfile.mkdtemp(prefix="tocsin-esc-pg-")
-    port = _free_port()
+    port = free_port()
     # PostgreSQL refuses to run as root; use the postgres account when we are root.
     prefix = ["su", "postgres", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
     if os.geteuid() == 0:

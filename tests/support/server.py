@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,10 +24,56 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PG_DSN = os.environ.get("TOCSIN_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres")
 
 
-def free_port() -> int:
+#: Test servers listen below the kernel's ephemeral port range, each xdist worker in a block of its own.
+_LOWEST_PORT = 20000
+_port_cursor: list[int] = []
+_port_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_is_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now and that nothing else in the test run will take before the
+    server it is meant for binds it.
+
+    A port from ``bind(0)`` comes from the ephemeral range, so the kernel may hand it out again at once as the
+    source port of any client connection (or to the other xdist worker) before the server process has started.
+    These come from below that range, from a block per xdist worker, in turn; ports in use are passed over.
+    """
+    low = _ephemeral_low()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    workers = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), index + 1)
+    block = (low - _LOWEST_PORT) // workers
+    if block < 100:  # an unusual ephemeral range: fall back to the kernel's choice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    first = _LOWEST_PORT + index * block
+    with _port_lock:
+        if not _port_cursor:
+            _port_cursor.append(os.getpid() % block)  # runs one after another do not start on the same ports
+        for _ in range(block):
+            port = first + _port_cursor[0] % block
+            _port_cursor[0] += 1
+            if _port_is_free(port):
+                return port
+    raise RuntimeError(f"no free port in {first}-{first + block - 1}")
 
 
 def _pg_admin_conn() -> Any:
