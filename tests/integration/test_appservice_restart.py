@@ -53,10 +53,11 @@ def test_sigkill_during_backlog_resumes_without_loss_or_duplicates(fresh_homeser
         sent = [alice.send(room_id, f"backlog {i}") for i in range(250)]
         assert receiver.wait_for(lambda r: any(n > 0 for _t, n in r.attempts[-1:]), timeout=20)
 
-        # Back up, but slow: each transaction is processed at once and acknowledged a second later, so the
-        # homeserver dies with a transaction in flight that the appservice has already processed.
+        # Back up, but slow: each transaction is processed at once and acknowledged 5 s later, so the homeserver
+        # dies with a transaction in flight that the appservice has already processed (the kill follows the
+        # processing at once; 5 s leaves a loaded machine room to get there before the answer goes out).
         processed_before = len(receiver.processed_txns)
-        receiver.delay_s = 1.0
+        receiver.delay_s = 5.0
         receiver.status_override = None
         assert receiver.wait_for(lambda r: len(r.processed_txns) > processed_before and len(r.events) > 0,
                                  timeout=30)
