@@ -48,7 +48,9 @@ class RoomMemberHandler:
             if requester.app_service is None:
                 self.join_ratelimiter.check(requester.user_id)
             current = await self.room_store.get_membership(room_id, target)
-            if current == "join":
+            if current == "join" and target == requester.user_id:
+                # Joining again is a no-op answered with the current join; joining someone else is for the auth
+                # rules to refuse (the sender of a join must be the user joining), joined or not.
                 event = await self.room_store.get_current_state_event(room_id, "m.room.member", target)
                 if event is not None:
                     return event

@@ -199,6 +199,28 @@ def test_member_state_put_goes_through_membership_rules(api: Api) -> None:
     assert get_state(alice, room, "m.room.member", alice.user_id).json["displayname"] == "A (room)"
 
 
+def test_nobody_joins_for_someone_already_joined(api: Api) -> None:
+    """The sender of a join must be the user joining (auth rules), also when that user is in the room already:
+    neither the room's admin nor a member can write another joined member's join (e.g. to rename them)."""
+    alice, bob = users(api, 2)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    def member_event(user_id: str) -> tuple[str, dict]:
+        ev = get_state(alice, room, "m.room.member", user_id, format="event").json
+        return ev["event_id"], ev["content"]
+
+    before = {u.user_id: member_event(u.user_id) for u in (alice, bob)}
+    r = put_state(alice, room, "m.room.member", {"membership": "join", "displayname": "PWNED"}, bob.user_id)
+    assert (r.status, r.errcode()) == (403, "M_FORBIDDEN")
+    r = put_state(bob, room, "m.room.member", {"membership": "join", "displayname": "PWNED"}, alice.user_id)
+    assert (r.status, r.errcode()) == (403, "M_FORBIDDEN")
+    for u in (alice, bob):
+        assert member_event(u.user_id) == before[u.user_id]
+    # Joining again oneself is still answered with the current join.
+    assert _post(bob, room, "join").status == 200
+    assert member_event(bob.user_id) == before[bob.user_id]
+
+
 def test_joined_members_omits_missing_profile_fields(api: Api) -> None:
     """Regression (schemathesis ST108): a member without an avatar had ``"avatar_url": null``."""
     alice = users(api, 1)[0]
