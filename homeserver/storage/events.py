@@ -372,6 +372,9 @@ class EventStore:
         if event.type == "m.room.redaction" and event.redacts and self._redacts_same_room_txn(txn, event):
             txn.execute_write("INSERT INTO redactions (event_id, redacts, stream_ordering) VALUES (?, ?, ?)",
                               (event.event_id, event.redacts, stream_ordering))
+            # Noted right after the commit, before after_persist drops the cached copy, so no path can cache
+            # the target's full copy again.
+            txn.call_after(self._note_redacted, event.redacts)
         relation = _relation_of(event)
         if relation is not None:
             txn.execute_write(
@@ -398,6 +401,13 @@ class EventStore:
         row = txn.fetchone()
         return row is None or row[0] == event.room_id
 
+    def _note_redacted(self, event_id: str) -> None:
+        # Runs on the reactor right after a redaction of ``event_id`` that takes effect committed.
+        self._redacted[event_id] = None
+        self._redacted.move_to_end(event_id)
+        if len(self._redacted) > _EVENT_CACHE_SIZE:
+            self._redacted.popitem(last=False)
+
     def known_relation_free(self, event_id: str) -> bool:
         """True if no event relates to ``event_id`` (False means: unknown, look it up)."""
         return event_id in self._relation_free
@@ -423,9 +433,5 @@ class EventStore:
             # Nothing of the room is known below this event yet: the list is complete above its predecessor.
             recent = self._recent[event.room_id] = _RecentEvents(stream_ordering - 1)
         recent.append(stream_ordering, event.event_id)
-        if event.type == "m.room.redaction" and event.redacts:
-            # Noted before the invalidation, so no path can cache the target's full copy again.
-            self._redacted[event.redacts] = None
-            if len(self._redacted) > _EVENT_CACHE_SIZE:
-                self._redacted.popitem(last=False)
+        if event.type == "m.room.redaction" and event.redacts in self._redacted:
             self.invalidate(event.redacts)

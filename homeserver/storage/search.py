@@ -77,9 +77,10 @@ class SearchStore:
     # -- writing (inside the event's transaction) ---------------------------------------------------------------
 
     def index_event_txn(self, txn: Txn, event: Event, stream_ordering: int) -> None:
-        """Index ``event`` if it has searchable text; drop the row of the event a redaction redacts."""
+        """Index ``event`` if it has searchable text; drop the row of the event a redaction redacts (only within
+        the redaction's own room: one naming another room's event is inert, as everywhere else)."""
         if event.type == "m.room.redaction" and event.redacts:
-            self._delete_for_event_txn(txn, event.redacts)
+            self._delete_for_event_txn(txn, event.redacts, event.room_id)
             return
         found = searchable_value(event)
         if found is None:
@@ -97,8 +98,8 @@ class SearchStore:
                               (stream_ordering, value, key))
 
     @staticmethod
-    def _delete_for_event_txn(txn: Txn, event_id: str) -> None:
-        txn.execute("SELECT stream_ordering FROM events WHERE event_id = ?", (event_id,))
+    def _delete_for_event_txn(txn: Txn, event_id: str, room_id: str) -> None:
+        txn.execute("SELECT stream_ordering FROM events WHERE event_id = ? AND room_id = ?", (event_id, room_id))
         row = txn.fetchone()
         if row is None:
             return

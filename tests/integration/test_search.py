@@ -151,6 +151,30 @@ def test_search_respects_visibility_redaction_and_ignore(api: Api) -> None:
     assert ids(room_events(a, {"search_term": w, "order_by": "recent"})) == [spam, early]
 
 
+def test_redaction_sent_in_another_room_leaves_the_event_searchable(api: Api) -> None:
+    """A redaction only acts within its own room (spec: "Redactions"): naming another room's event, from a room
+    of one's own, must not drop that event from anybody's search results."""
+    alice, mallory = register(api), register(api)
+    w = word()
+    private = alice.create_room(preset="private_chat")
+    name_event = alice.ok("PUT", f"rooms/{q(private)}/state/m.room.name", {"name": f"secret {w}"})["event_id"]
+    message = alice.send(private, f"hello {w}")
+    own_other = alice.create_room()
+    mallorys = mallory.create_room()
+    criteria = {"search_term": w, "order_by": "recent", "keys": ["content.body", "content.name"]}
+    ids = lambda: [r["result"]["event_id"] for r in room_events(alice, criteria)["results"]]  # noqa: E731
+    assert ids() == [message, name_event]
+
+    assert mallory.req("PUT", f"rooms/{q(mallorys)}/redact/{q(name_event)}/{uuid.uuid4().hex}", {}).status == 200
+    assert alice.req("PUT", f"rooms/{q(own_other)}/redact/{q(message)}/{uuid.uuid4().hex}", {}).status == 200
+    assert ids() == [message, name_event]
+    assert room_events(alice, criteria)["count"] == 2
+    assert alice.ok("GET", f"rooms/{q(private)}/event/{q(message)}")["content"]["body"] == f"hello {w}"
+    # The redaction in the right room still takes effect.
+    alice.ok("PUT", f"rooms/{q(private)}/redact/{q(message)}/{uuid.uuid4().hex}", {})
+    assert ids() == [name_event]
+
+
 def test_search_bad_input(api: Api) -> None:
     a = register(api)
     assert a.req("POST", "search", {}).errcode() == "M_BAD_JSON"

@@ -160,3 +160,22 @@ def test_unrelated_invalidation_does_not_block_fill(tmp_path: Any, invalidated_o
     world.db.gates[0].deliver()
     assert _result(box)[secret_id].content["body"] == "password hunter3"
     assert store._cache[secret_id].content["body"] == "password hunter3"
+
+
+def test_redaction_naming_another_rooms_event_leaves_it_cached_in_full(tmp_path: Any) -> None:
+    """A redaction only acts within its own room: one sent elsewhere naming the secret neither redacts it nor
+    marks it as redacted for the cache (which would keep it out of the cache for good)."""
+    world = _World(tmp_path)
+    store = world.store
+    elsewhere = Room(V10, ALICE, join_rule="public", room_id="!elsewhere:test")
+    assert elsewhere.room_id != world.room.room_id
+    for event in sorted(elsewhere.state.values(), key=lambda e: e.depth):
+        world.persist(event, is_new_room=event.type == "m.room.create")
+    foreign = elsewhere.apply(elsewhere.make("m.room.redaction", ALICE, {}, redacts=world.secret.event_id))
+    world.persist(foreign)
+    assert world.secret.event_id not in store._redacted
+    store._cache_put(world.secret)
+    assert store._cache[world.secret.event_id].content["body"] == "password hunter3"
+    fresh = world.fresh_store()
+    assert _result(_start(fresh.get_event(world.secret.event_id))).content["body"] == "password hunter3"
+    assert fresh._cache[world.secret.event_id].content["body"] == "password hunter3"

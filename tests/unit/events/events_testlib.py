@@ -25,9 +25,10 @@ class Room:
     """A room built event by event; ``state`` is the ``(type, state_key) -> Event`` map the auth rules check against."""
 
     def __init__(self, room_version: RoomVersion, creator: str = ALICE, *, power_levels: dict[str, Any] | None = None,
-                 join_rule: str | None = "invite", create_extra: dict[str, Any] | None = None) -> None:
+                 join_rule: str | None = "invite", create_extra: dict[str, Any] | None = None,
+                 room_id: str = "!room:test") -> None:
         self.room_version = room_version
-        self.room_id = "!room:test"
+        self.room_id = room_id
         self.state: dict[tuple[str, str], Event] = {}
         self.last: list[str] = []
         self.depth = 0
