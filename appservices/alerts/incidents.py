@@ -375,7 +375,7 @@ class IncidentManager:
             return
         if not target:
             return
-        incident = yield self.db.run(store.incident_for_event, target)
+        incident = yield self.db.run(store.incident_for_event_in_room, target, room_id)
         if incident is None:
             return
         first = yield self.db.run(store.mark_event_handled, ev.get("event_id", ""), now_ms())

@@ -296,6 +296,19 @@ def incident_for_event(txn: Txn, event_id: str) -> Incident | None:
     return get_incident(txn, row["incident_id"]) if row else None
 
 
+def incident_for_event_in_room(txn: Txn, event_id: str, room_id: str) -> Incident | None:
+    """:func:`incident_for_event`, only if that incident's room is ``room_id``, else ``None``.
+
+    A reaction, thread message or reply names its target by event ID alone, and a Matrix client can name any
+    event ID from any room (the bot joins any room it is invited to): only chat in the incident's own room may
+    act on it, or anyone who learnt an incident's event ID could acknowledge or resolve it from a room of theirs.
+    """
+    incident = incident_for_event(txn, event_id)
+    if incident is None or get_room_id(txn, incident.room) != room_id:
+        return None
+    return incident
+
+
 def group_json(group: AlertGroup) -> str:
     """Serialise the group-level fields of ``group`` (alerts are stored per row in ``alerts``)."""
     return json.dumps(

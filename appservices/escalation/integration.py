@@ -480,7 +480,7 @@ class BridgeEscalation:
         target = target or (relates.get("m.in_reply_to") or {}).get("event_id")
         if not target:
             return
-        incident = yield self.bridge.db.run(alerts_store.incident_for_event, target)
+        incident = yield self.bridge.db.run(alerts_store.incident_for_event_in_room, target, ev.get("room_id", ""))
         if incident is None:
             return
         status = yield self.engine.status(incident.incident_id)

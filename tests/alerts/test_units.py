@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from twisted.internet import defer
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -338,6 +339,71 @@ def test_store_queries_on_both_engines(config_dict: dict, tmp_path: Path, store_
     assert [(r["route"], r["state"], int(r["n"])) for r in db.run_sync(store.count_open)] == [
         ("default", "firing", 1)
     ]
+    db.close()
+
+
+class _InlineDatabase(store.Database):
+    """The store with ``run`` on the calling thread: every Deferred of the bridge fires at once, no reactor."""
+
+    def run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return defer.maybeDeferred(self.run_sync, fn, *args)
+
+
+class _Homeserver:
+    """Just enough client-server API for chat handling: power levels per room, sends recorded."""
+
+    def __init__(self, levels: dict[str, dict[str, int]]) -> None:
+        self.levels = levels
+        self.sent: list[tuple[str, dict]] = []
+
+    def get_state_event(self, room_id: str, event_type: str, state_key: str = "") -> defer.Deferred:
+        return defer.succeed({"users": self.levels.get(room_id, {})})
+
+    def send_event(self, room_id: str, event_type: str, content: dict, txn_id: str) -> defer.Deferred:
+        self.sent.append((room_id, content))
+        return defer.succeed({"event_id": f"$sent{len(self.sent)}"})
+
+
+def test_chat_naming_an_incident_from_another_room_does_not_act_on_it(config_dict: dict, tmp_path: Path) -> None:
+    """A ✅, a thread command or a reply sent in some other room (one of mallory's own, where she has power 100
+    and the bot joined on invite) that names an incident's event ID must not act on the incident: only the
+    incident's own room commands it."""
+    cfg = parse_config(config_dict, str(tmp_path))
+    db = _InlineDatabase("sqlite", {"database": str(tmp_path / "chat.db")})
+    db.run_sync(store.prepare)
+    alerts, elsewhere = "!alerts:example.com", "!mallory:example.com"
+    hs = _Homeserver({alerts: {"@alice:example.com": 50}, elsewhere: {"@mallory:example.com": 100}})
+    mgr = IncidentManager(cfg, db, client=hs, metrics=AlertMetrics())  # type: ignore[arg-type]
+    inc, _ = db.run_sync(mgr._store_group, parse_alertmanager(fixture("alertmanager", "firing")), cfg.router.default,
+                         1_000)
+    db.run_sync(store.set_room_id, inc.room, alerts)
+    mgr.flush()
+    root = db.run_sync(store.get_incident, inc.incident_id).root_event_id
+    assert root is not None and hs.sent[0][0] == alerts
+    sent_before = len(hs.sent)
+
+    def event(room_id: str, sender: str, n: int, content: dict, etype: str = "m.room.message") -> dict:
+        return {"type": etype, "room_id": room_id, "sender": sender, "event_id": f"$ev{n}", "content": content}
+
+    mallory = "@mallory:example.com"
+    mgr.on_transaction("t1", [
+        event(elsewhere, mallory, 1, {"m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": "✅"}},
+              "m.reaction"),
+        event(elsewhere, mallory, 2, {"msgtype": "m.text", "body": "!resolve",
+                                      "m.relates_to": {"rel_type": "m.thread", "event_id": root}}),
+        event(elsewhere, mallory, 3, {"msgtype": "m.text", "body": "!silence 1d",
+                                      "m.relates_to": {"m.in_reply_to": {"event_id": root}}}),
+    ])
+    after = db.run_sync(store.get_incident, inc.incident_id)
+    assert (after.state, after.acknowledged_by, after.muted_until_ts) == ("firing", None, None)
+    assert [a["action"] for a in db.run_sync(store.list_actions, inc.incident_id)] == ["opened"]
+    assert len(hs.sent) == sent_before  # not even an answer in the incident's thread
+
+    # In the incident's own room the same reaction acknowledges it.
+    mgr.on_transaction("t2", [event(alerts, "@alice:example.com", 4, {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": "✅"}}, "m.reaction")])
+    after = db.run_sync(store.get_incident, inc.incident_id)
+    assert (after.state, after.acknowledged_by) == ("acknowledged", "@alice:example.com")
     db.close()
 
 

@@ -196,3 +196,40 @@ def test_reconcile_applies_what_the_bridge_changed_while_the_engine_did_not_hear
     # An incident's own changes keep their order: opened before acknowledged.
     assert calls.index(("opened", new_acked, None)) < calls.index(("acknowledged", new_acked, "@bob:hs"))
     alerts_db.close()
+
+
+def test_status_asked_from_another_room_is_not_answered(tmp_path: Path) -> None:
+    """``!status`` names its incident by the event ID it replies to; asked from another room (one the bot was
+    invited to by anybody) it must not post the escalation trail (who was paged, who read what) into the
+    incident's thread. Asked in the incident's own room it is answered."""
+    from twisted.internet import defer
+
+    from appservices.alerts import store as alerts_store
+    from appservices.alerts.ingest import parse_alertmanager
+    from tests.alerts.harness import FIXTURES
+
+    alerts_db = alerts_store.Database("sqlite", {"database": str(tmp_path / "alerts.db")})
+    alerts_db.run_sync(alerts_store.prepare)
+    firing = parse_alertmanager(json.loads((FIXTURES / "alertmanager" / "firing.json").read_text()))
+    inc = alerts_db.run_sync(alerts_store.create_incident, firing, "default", "#r:hs", "primary", 1_000)
+    alerts_db.run_sync(lambda txn: alerts_store.update_incident(txn, inc.incident_id, root_event_id="$root"))
+    alerts_db.run_sync(alerts_store.set_room_id, "#r:hs", "!r:hs")
+
+    esc = BridgeEscalation.__new__(BridgeEscalation)
+    esc.bot_user_id = "@bot:hs"
+    esc.engine = SimpleNamespace(status=lambda incident_id: defer.succeed(None))
+    esc.bridge = SimpleNamespace(
+        db=SimpleNamespace(run=lambda fn, *args: defer.maybeDeferred(alerts_db.run_sync, fn, *args)),
+        config=SimpleNamespace(registration=SimpleNamespace(is_interested_in_user=lambda user_id: False)),
+        manager=SimpleNamespace(flush=lambda: None))
+
+    def ask(room_id: str, n: int) -> list[str]:
+        ev = {"type": "m.room.message", "room_id": room_id, "sender": "@mallory:hs", "event_id": f"$q{n}",
+              "content": {"msgtype": "m.text", "body": "!status",
+                          "m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}}}
+        assert esc._on_command(ev).called
+        return [json.loads(r["payload_json"])["text"] for r in alerts_db.run_sync(alerts_store.pending_outbox)]
+
+    assert ask("!mallory:hs", 1) == []
+    assert ask("!r:hs", 2) == ["Escalation: not escalated (no policy started for this incident)."]
+    alerts_db.close()
