@@ -117,7 +117,8 @@ class RelationsHandler:
     async def get_bundled_aggregations(self, events: list[Event], user_id: str) -> dict[str, dict[str, Any]]:
         """``{event_id: {"m.replace": ClientEvent, "m.thread": {"latest_event", "count",
         "current_user_participated"}, "m.reference": {"chunk": [{"event_id"}]}}}`` for the events of ``events``
-        that have any; one database transaction for the whole batch. Redacted events get none.
+        that have any; one database transaction for the whole batch. Redacted events get none. Only children
+        the user may see are bundled (history visibility).
         """
         known_free = self.event_store.known_relation_free
         parents = [e for e in events if "redacted_because" not in e.internal_metadata
@@ -128,10 +129,11 @@ class RelationsHandler:
         if not (raw.edits or raw.threads or raw.references):
             return {}
         all_edits = [edit_id for edits in raw.edits.values() for edit_id, _ in edits]
-        wanted = all_edits + [t[1] for t in raw.threads.values()]
+        all_refs = [ref_id for refs in raw.references.values() for ref_id in refs]
+        wanted = all_edits + [t[1] for t in raw.threads.values()] + all_refs
         loaded = await self.event_store.get_events(wanted) if wanted else {}
         # Bundled children obey history visibility like any other event: someone who left must not learn of
-        # edits or replies made after they left through the bundle of an event they may see.
+        # edits, replies or references made after they left through the bundle of an event they may see.
         visible = {e.event_id for e in await self.visibility.filter_events_for_user(user_id, list(loaded.values()))}
         latest_edit: dict[str, str] = {}
         for parent_id, edits in raw.edits.items():
@@ -172,7 +174,7 @@ class RelationsHandler:
                     "count": thread[0],
                     "current_user_participated": event.sender == user_id or eid in raw.participated,
                 }
-            refs = raw.references.get(eid)
+            refs = [r for r in raw.references.get(eid, ()) if r in visible]
             if refs:
                 bundle["m.reference"] = {"chunk": [{"event_id": r} for r in refs]}
             if bundle:
@@ -207,8 +209,9 @@ class AnnotationDedupeHook:
         self.store = store
 
     async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> None:
-        """Refuse a second identical ``m.annotation`` (same sender, parent event, event type and key) with 400
-        ``M_DUPLICATE_ANNOTATION``; anything else passes.
+        """Refuse a second identical ``m.annotation`` (same sender, parent event, event type and key, in the same
+        room) with 400 ``M_DUPLICATE_ANNOTATION``; anything else passes. A reaction sent from another room naming
+        the parent does not count (a relation only counts within its parent's room).
         """
         rel = event.content.get("m.relates_to")
         if event.is_state() or not isinstance(rel, dict) or rel.get("rel_type") != "m.annotation":
@@ -216,7 +219,7 @@ class AnnotationDedupeHook:
         parent, key = rel.get("event_id"), rel.get("key")
         if not isinstance(parent, str) or not isinstance(key, str):
             return None
-        if await self.store.has_annotation(event.sender, parent, event.type, key):
+        if await self.store.has_annotation(event.room_id, event.sender, parent, event.type, key):
             raise MatrixError(400, "Can't send same reaction twice", Codes.DUPLICATE_ANNOTATION)
         return None
 

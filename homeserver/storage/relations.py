@@ -144,7 +144,8 @@ class RelationsStore:
                         out.threads[parent] = (count, id_at[latest])
                 txn.execute(
                     "SELECT DISTINCT r.relates_to_id FROM event_relations r JOIN events c ON c.event_id = r.event_id "
-                    f"WHERE {clause} AND r.relation_type = 'm.thread' AND c.sender = ? AND {_NOT_REDACTED}",
+                    f"{_SAME_ROOM} WHERE {clause} AND r.relation_type = 'm.thread' AND c.sender = ? "
+                    f"AND {_NOT_REDACTED}",
                     params + [user_id],
                 )
                 out.participated.update(r[0] for r in txn.fetchall())
@@ -170,9 +171,10 @@ class RelationsStore:
                    f"WHERE r.room_id = ? AND r.relation_type = 'm.thread' AND {_NOT_REDACTED} ")
             params: list[Any] = [room_id]
             if participated_only:
+                # Only replies in the thread's own room count as participation.
                 sql += ("AND (o.sender = ? OR EXISTS (SELECT 1 FROM event_relations r2 "
                         "JOIN events c2 ON c2.event_id = r2.event_id WHERE r2.relates_to_id = r.relates_to_id "
-                        "AND r2.relation_type = 'm.thread' AND c2.sender = ?)) ")
+                        "AND r2.room_id = r.room_id AND r2.relation_type = 'm.thread' AND c2.sender = ?)) ")
                 params += [user_id, user_id]
             sql += "GROUP BY r.relates_to_id "
             if before_pos is not None:
@@ -185,15 +187,15 @@ class RelationsStore:
 
         return await self.db.run_interaction("get_thread_roots", _txn)
 
-    async def has_annotation(self, sender: str, parent_id: str, event_type: str, key: str) -> bool:
+    async def has_annotation(self, room_id: str, sender: str, parent_id: str, event_type: str, key: str) -> bool:
         """Whether ``sender`` already has a live (non-redacted) ``m.annotation`` of ``key`` with ``event_type``
-        on ``parent_id``."""
+        on ``parent_id`` in ``room_id`` (one sent from another room does not count there)."""
         rows = await self.db.execute(
             "has_annotation",
             "SELECT 1 FROM event_relations r JOIN events c ON c.event_id = r.event_id "
-            "WHERE r.relates_to_id = ? AND r.relation_type = 'm.annotation' AND r.aggregation_key = ? "
-            f"AND c.sender = ? AND c.type = ? AND {_NOT_REDACTED} LIMIT 1",
-            parent_id, key, sender, event_type,
+            "WHERE r.relates_to_id = ? AND r.room_id = ? AND r.relation_type = 'm.annotation' "
+            f"AND r.aggregation_key = ? AND c.sender = ? AND c.type = ? AND {_NOT_REDACTED} LIMIT 1",
+            parent_id, room_id, key, sender, event_type,
         )
         return bool(rows)
 

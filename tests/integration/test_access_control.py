@@ -206,6 +206,29 @@ def test_bundled_aggregations_hide_children_after_leave(api: Api) -> None:
     assert bob.req("GET", f"rooms/{q(room)}/event/{q(late_edit)}").status == 404
 
 
+def test_bundled_references_hide_children_after_leave(api: Api) -> None:
+    """The m.reference bundle lists event IDs: like edits and thread replies, only those the user may see, so
+    someone who left does not learn of (or get the IDs of) references made after they left."""
+    alice, bob = users(api, 2)
+    room = _private_room(alice, "shared")
+    alice.invite(room, bob.user_id)
+    bob.join(room)
+    alert = alice.send(room, "alert fired")
+    ref = {"m.relates_to": {"rel_type": "m.reference", "event_id": alert}}
+    early_ref = alice.send(room, "ticket", **ref)
+    bob.ok("POST", f"rooms/{q(room)}/leave", {})
+    late_ref = alice.send(room, "postmortem", **ref)
+
+    assert _relations(_event(alice, room, alert))["m.reference"] == {
+        "chunk": [{"event_id": early_ref}, {"event_id": late_ref}]}
+    assert _relations(_event(bob, room, alert))["m.reference"] == {"chunk": [{"event_id": early_ref}]}
+    # A member who joined after both sees both ("shared" history).
+    carol = users(api, 1)[0]
+    alice.invite(room, carol.user_id)
+    carol.join(room)
+    assert len(_relations(_event(carol, room, alert))["m.reference"]["chunk"]) == 2
+
+
 def test_presence_needs_a_shared_room(api: Api) -> None:
     alice, bob = users(api, 2)
     alice.ok("PUT", f"presence/{q(alice.user_id)}/status", {"presence": "online", "status_msg": "on call"})

@@ -207,3 +207,20 @@ def test_duplicate_annotation_rejected(api: Api) -> None:
     keys = sorted((e["sender"], e["content"]["m.relates_to"]["key"])
                   for e in relations(a, room_id, target, "m.annotation").json["chunk"])
     assert keys == sorted([(b.user_id, "🎉"), (a.user_id, "👍"), (b.user_id, "👍")])
+
+
+def test_annotation_sent_in_another_room_does_not_block_the_real_one(api: Api) -> None:
+    """A relation only counts within its parent's room: b's reaction sent from a room of her own, naming an event
+    of the shared room, is not a duplicate of the reaction she then sends in the right room."""
+    b = register(api)
+    a, room_id = room_with(api, b)
+    target = a.send(room_id, "deploy done")
+    elsewhere = b.create_room()
+    assert react(b, elsewhere, target, "👍").status == 200
+    mine = react(b, room_id, target, "👍")
+    assert mine.status == 200, mine.json
+    chunk = relations(a, room_id, target, "m.annotation").json["chunk"]
+    assert [e["event_id"] for e in chunk] == [mine.json["event_id"]]
+    # Within the room the second one is still refused.
+    again = react(b, room_id, target, "👍")
+    assert (again.status, again.errcode()) == (400, "M_DUPLICATE_ANNOTATION")

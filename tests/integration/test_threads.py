@@ -102,3 +102,29 @@ def test_relations_from_another_room_do_not_count(api: Api) -> None:
     assert threads(a, room_id).json["chunk"] == []
     rel = a.ok("GET", f"{V1}/rooms/{q(room_id)}/relations/{q(root)}")
     assert rel["chunk"] == []
+
+
+def test_thread_reply_sent_in_another_room_is_not_participation(api: Api) -> None:
+    """A relation only counts within its parent's room: carol posting an m.thread "reply" to a's root from a
+    room of her own does not make her a participant of the thread in a's room (bundled summary and
+    ``/threads?include=participated``)."""
+    a, b, carol = register(api), register(api), register(api)
+    room_id = a.create_room(preset="private_chat")
+    for user in (b, carol):
+        a.invite(room_id, user.user_id)
+        user.join(room_id)
+    root = a.send(room_id, "incident")
+    reply = thread_reply(b, room_id, root, "on it")
+    carols = carol.create_room()
+    thread_reply(carol, carols, root, "me too, elsewhere")
+
+    summary = carol.ok("GET", f"rooms/{q(room_id)}/event/{q(root)}")["unsigned"]["m.relations"]["m.thread"]
+    assert (summary["count"], summary["latest_event"]["event_id"]) == (1, reply)
+    assert summary["current_user_participated"] is False
+    assert threads(carol, room_id, include="participated").json["chunk"] == []
+    assert [e["event_id"] for e in threads(carol, room_id).json["chunk"]] == [root]
+    # A reply in the right room still makes her a participant.
+    thread_reply(carol, room_id, root, "me too")
+    summary = carol.ok("GET", f"rooms/{q(room_id)}/event/{q(root)}")["unsigned"]["m.relations"]["m.thread"]
+    assert summary["current_user_participated"] is True
+    assert [e["event_id"] for e in threads(carol, room_id, include="participated").json["chunk"]] == [root]
