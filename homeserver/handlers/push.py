@@ -63,11 +63,27 @@ def _build_ruleset(user_id: str, rules: list[JsonDict], overrides: dict[str, Jso
 
 
 def thread_id_of(event: Event) -> str:
-    """The thread an event belongs to for receipts and counts: the thread root's event ID, or ``"main"``."""
+    """The thread root an event's own ``m.thread`` relation names, or ``"main"`` (the claim only: see
+    :func:`thread_id_in_room`)."""
     rel = event.content.get("m.relates_to")
     if isinstance(rel, dict) and rel.get("rel_type") == "m.thread" and isinstance(rel.get("event_id"), str):
         return rel["event_id"]
     return MAIN_THREAD
+
+
+async def thread_id_in_room(event_store: Any, event: Event) -> str:
+    """The thread an event belongs to for receipts and counts: the root its ``m.thread`` relation names when that
+    root is an event of the same room, else ``"main"``.
+
+    A relation only counts within its parent's room (as for ``/threads`` and the bundled summaries): a "reply"
+    naming another room's event, or an unknown one, is in no thread of its own room, so its notification counts
+    in the main timeline, where a ``main`` receipt clears it.
+    """
+    thread_id = thread_id_of(event)
+    if thread_id == MAIN_THREAD:
+        return thread_id
+    root = await event_store.get_event(thread_id)
+    return thread_id if root is not None and root.room_id == event.room_id else MAIN_THREAD
 
 
 class _Prepared:
@@ -286,7 +302,7 @@ class PushHandler:
         if event.type == "m.room.member" and event.membership == "invite" and event.state_key \
                 and event.state_key != sender and event.state_key not in joined:
             targets.append(event.state_key)
-        thread_id = thread_id_of(event)
+        thread_id = await thread_id_in_room(self.event_store, event)
         if not targets:
             return _Prepared(thread_id, [], [])
 

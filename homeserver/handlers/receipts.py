@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeserver.events import Event
+from homeserver.handlers.push import MAIN_THREAD, thread_id_in_room
 from homeserver.http.errors import ForbiddenError, InvalidParamError, NotFoundError
 from homeserver.storage.receipts import ReceiptsStore
 from homeserver.streams import StreamToken
@@ -35,32 +36,32 @@ class ReceiptsHandler:
 
         Raises:
             ForbiddenError: 403 when the user is not joined to the room.
-            NotFoundError: 404 for an unknown event or one the user may not see.
-            InvalidParamError: 400 when the event is in another room.
+            NotFoundError: 404 for an unknown event, one of another room, or one the user may not see: the same
+                answer for each, so a member cannot probe which event IDs exist in rooms they cannot read.
         """
         if await self.room_store.get_membership(room_id, user_id) != "join":
             raise ForbiddenError("You are not joined to this room")
         event = await self.event_store.get_event(event_id)
-        if event is None:
+        if event is None or event.room_id != room_id:
             raise NotFoundError("Unknown event")
-        if event.room_id != room_id:
-            raise InvalidParamError("The event is not in this room")
         if not await self.hs.visibility_handler.filter_events_for_user(user_id, [event]):
             raise NotFoundError("Unknown event")
         return event
 
     async def _check_thread(self, event: Event, thread_id: str | None) -> None:
-        """A threaded receipt's event must be the thread root or in that thread (400 ``M_INVALID_PARAM``)."""
-        if thread_id is None or thread_id == "main":
-            if thread_id == "main":
-                rel = event.content.get("m.relates_to")
-                if isinstance(rel, dict) and rel.get("rel_type") == "m.thread":
-                    raise InvalidParamError("The event is in a thread, not in the main timeline")
+        """A threaded receipt's event must be the thread root or in that thread (400 ``M_INVALID_PARAM``).
+
+        The event's thread is the one unread counts use (:func:`thread_id_in_room`): an ``m.thread`` relation
+        naming another room's event puts it in the main timeline, not in a thread of that ID.
+        """
+        if thread_id is None:
             return
-        if event.event_id == thread_id:
+        in_thread = await thread_id_in_room(self.event_store, event)
+        if thread_id == MAIN_THREAD:
+            if in_thread != MAIN_THREAD:
+                raise InvalidParamError("The event is in a thread, not in the main timeline")
             return
-        rel = event.content.get("m.relates_to")
-        if isinstance(rel, dict) and rel.get("rel_type") == "m.thread" and rel.get("event_id") == thread_id:
+        if event.event_id == thread_id or in_thread == thread_id:
             return
         raise InvalidParamError("The event is not related to the thread_id")
 
@@ -73,8 +74,8 @@ class ReceiptsHandler:
 
         Raises:
             InvalidParamError: 400 unknown receipt type, bad ``thread_id`` (not a non-empty string, given with
-                ``m.fully_read``, or the event not in that thread), event in another room.
-            ForbiddenError: 403 not joined. NotFoundError: 404 unknown or invisible event.
+                ``m.fully_read``, or the event not in that thread).
+            ForbiddenError: 403 not joined. NotFoundError: 404 unknown or invisible event, or one of another room.
         """
         if receipt_type not in RECEIPT_TYPES and receipt_type != FULLY_READ:
             raise InvalidParamError(f"Unknown receipt type {receipt_type!r}")
@@ -111,7 +112,7 @@ class ReceiptsHandler:
         ``m.read`` and ``m.read.private`` (receipts). Every given event is checked before anything is stored.
 
         Raises:
-            InvalidParamError: 400 for a value that is not an event ID or an event in another room.
+            InvalidParamError: 400 for a value that is not an event ID.
             ForbiddenError / NotFoundError: as for :meth:`send_receipt`.
         """
         checked: dict[str, Event] = {}

@@ -77,7 +77,7 @@ def test_bad_receipts_are_refused_and_change_nothing(api: Api) -> None:
     stranger_event = alice.send(alice.create_room(), "elsewhere")
     cases = [
         (receipt(bob, room, "$unknown:test.local"), 404, "M_NOT_FOUND"),
-        (receipt(bob, room, stranger_event), 400, "M_INVALID_PARAM"),
+        (receipt(bob, room, stranger_event), 404, "M_NOT_FOUND"),
         (receipt(bob, room, event_id, "m.bogus"), 400, "M_INVALID_PARAM"),
         (receipt(outsider, room, event_id), 403, "M_FORBIDDEN"),
         (receipt(bob, other_room, event_id), 403, "M_FORBIDDEN"),
@@ -86,6 +86,29 @@ def test_bad_receipts_are_refused_and_change_nothing(api: Api) -> None:
     for response, status, errcode in cases:
         assert (response.status, response.errcode()) == (status, errcode), response.json
     assert receipts_in(alice.sync(since=since), room) == []
+
+
+def test_another_rooms_event_is_not_found_like_an_unknown_one(api: Api) -> None:
+    """A receipt or read marker naming an event of a room the member cannot see gets the same 404 as a bogus
+    event ID (as /event, /context, /relations and /report do), so it cannot tell whether such an event exists;
+    nothing is stored."""
+    alice, (bob,), room = room_with(api)
+    event_id = alice.send(room, "hello")
+    secret = register(api)
+    hidden = secret.send(secret.create_room(preset="private_chat"), "not for bob")
+    since = alice.sync()["next_batch"]
+    answers = [
+        receipt(bob, room, hidden),
+        receipt(bob, room, hidden, "m.read.private"),
+        receipt(bob, room, hidden, "m.fully_read"),
+        receipt(bob, room, hidden, body={"thread_id": "main"}),
+    ] + [bob.req("POST", f"rooms/{q(room)}/read_markers", {key: hidden})
+         for key in ("m.fully_read", "m.read", "m.read.private")]
+    for response in answers:
+        assert (response.status, response.errcode()) == (404, "M_NOT_FOUND"), response.json
+    assert receipts_in(alice.sync(since=since), room) == []
+    assert bob.req("GET", f"user/{q(bob.user_id)}/rooms/{q(room)}/account_data/m.fully_read").status == 404
+    assert receipt(bob, room, event_id).status == 200
 
 
 def test_receipt_for_event_before_join_with_joined_visibility_is_not_found(api: Api) -> None:

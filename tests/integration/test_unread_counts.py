@@ -104,3 +104,22 @@ def test_thread_counts_when_filter_asks(api: Api) -> None:
     joined = bob.sync(filter=THREADS_FILTER)["rooms"]["join"][room]
     assert joined["unread_notifications"]["notification_count"] == 0
     assert joined["unread_thread_notifications"][root]["notification_count"] == 1
+
+
+def test_thread_reply_to_another_rooms_event_counts_in_the_main_timeline(api: Api) -> None:
+    """A relation only counts within its parent's room: an m.thread "reply" naming an event of another room is
+    in no thread of this one. It counts in the main timeline (not under a thread the room does not have), and a
+    ``main`` receipt on it is accepted and clears it."""
+    alice, (bob,), room = room_with(api)
+    foreign_root = alice.send(alice.create_room(), "root elsewhere")
+    stray = alice.send(room, "stray", **{"m.relates_to": {"rel_type": "m.thread", "event_id": foreign_root}})
+    joined = bob.sync(filter=THREADS_FILTER)["rooms"]["join"][room]
+    assert joined["unread_notifications"] == {"notification_count": 1, "highlight_count": 0}
+    assert joined["unread_thread_notifications"] == {}
+    not_in_thread = receipt(bob, room, stray, body={"thread_id": foreign_root})
+    assert (not_in_thread.status, not_in_thread.errcode()) == (400, "M_INVALID_PARAM")
+    main = receipt(bob, room, stray, body={"thread_id": "main"})
+    assert main.status == 200, main.json
+    joined = bob.sync(filter=THREADS_FILTER)["rooms"]["join"][room]
+    assert joined["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}
+    assert joined["unread_thread_notifications"] == {}
