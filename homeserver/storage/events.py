@@ -295,34 +295,6 @@ class EventStore:
         )
         return rows[0][0] if rows else None
 
-    async def get_relations(self, event_id: str, rel_type: str | None = None, from_pos: int | None = None,
-                            to_pos: int | None = None, limit: int = 50, direction: str = "b") -> list[str]:
-        """Event IDs relating to ``event_id`` (optionally of ``rel_type``) in stream order."""
-        sql = "SELECT event_id FROM event_relations WHERE relates_to_id = ?"
-        params: list[Any] = [event_id]
-        if rel_type is not None:
-            sql += " AND relation_type = ?"
-            params.append(rel_type)
-        if direction == "b":
-            if from_pos is not None:
-                sql += " AND stream_ordering <= ?"
-                params.append(from_pos)
-            if to_pos is not None:
-                sql += " AND stream_ordering > ?"
-                params.append(to_pos)
-            sql += " ORDER BY stream_ordering DESC LIMIT ?"
-        else:
-            if from_pos is not None:
-                sql += " AND stream_ordering > ?"
-                params.append(from_pos)
-            if to_pos is not None:
-                sql += " AND stream_ordering <= ?"
-                params.append(to_pos)
-            sql += " ORDER BY stream_ordering ASC LIMIT ?"
-        params.append(limit)
-        rows = await self.db.execute("get_relations", sql, *params)
-        return [r[0] for r in rows]
-
     # -- persisting --------------------------------------------------------------------------------------------
 
     def persist_event_txn(self, txn: Txn, event: Event, stream_ordering: int, *, is_new_room: bool = False,

@@ -198,12 +198,3 @@ class RelationsStore:
             parent_id, room_id, key, sender, event_type,
         )
         return bool(rows)
-
-    async def get_thread_id(self, event_id: str) -> str | None:
-        """The thread root ``event_id`` belongs to via an ``m.thread`` relation, or None."""
-        rows = await self.db.execute(
-            "get_thread_id",
-            "SELECT relates_to_id FROM event_relations WHERE event_id = ? AND relation_type = 'm.thread'",
-            event_id,
-        )
-        return rows[0][0] if rows else None
