@@ -235,13 +235,17 @@ class EscalationEngine:
     def read_receipt(self, user_id: str, room_id: str, event_id: str,
                      ts_ms: int | None = None) -> "defer.Deferred[list[str]]":
         """``user_id`` sent an ``m.read`` / ``m.read.private`` receipt for ``event_id`` in ``room_id`` at ``ts_ms``
-        (spec: Client-Server API, "Receipts"). Counts as reading every incident whose alert event or Matrix page is
-        ``event_id``. Fires with the incident IDs newly marked read."""
+        (spec: Client-Server API, "Receipts"). Counts as reading every incident of ``room_id`` whose alert event or
+        Matrix page is ``event_id`` (a receipt sent in another room names nothing there). Fires with the incident
+        IDs newly marked read."""
         ts = self._now_ms() if ts_ms is None else ts_ms
 
         def txn_fn(txn: Txn) -> list[str]:
             marked = []
             for incident_id in self.store.incidents_for_event(txn, event_id):
+                incident = self.store.get_incident(txn, incident_id)
+                if incident is None or incident["room_id"] != room_id:
+                    continue
                 if self._mark_read(txn, incident_id, user_id, ts):
                     marked.append(incident_id)
             return marked

@@ -123,6 +123,8 @@ def test_read_without_ack_gets_reminders_and_ack_stops_everything() -> None:
     matrix_event = h.store.transaction(lambda t: t.fetchone(
         "SELECT provider_id FROM escalation_pages WHERE channel = 'matrix'"))[0]
     before = REGISTRY.get_sample_value("tocsin_escalation_time_to_read_seconds_count") or 0
+    # A receipt naming the page from another room reads nothing.
+    assert now(h.engine.read_receipt("@alice:x", "!elsewhere:x", matrix_event, int((START + MIN) * 1000))) == []
     assert now(h.engine.read_receipt("@alice:x", "!ops:x", matrix_event, int((START + 2 * MIN) * 1000))) == ["inc1"]
     assert REGISTRY.get_sample_value("tocsin_escalation_time_to_read_seconds_count") == before + 1
     h.advance(12)  # read_check at 5 -> reminder, again at 9 and 13 (reminder every 4 min); no SMS
