@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,11 @@ from escalation_testlib import RecordingChannel
 
 class ThreadedStoreTests(unittest.TestCase):
     def _store(self) -> EscalationStore:
-        store = EscalationStore.sqlite(str(Path(self.mktemp()).with_suffix(".db")))
+        # A directory of its own under the system's temp dir (trial's mktemp() writes below the working
+        # directory, i.e. into the repository), removed after the store is closed.
+        tmp = Path(tempfile.mkdtemp(prefix="tocsin-escalation-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        store = EscalationStore.sqlite(str(tmp / "escalation.db"))
         store.start(reactor)
         # Stop the thread with the test, not only at reactor shutdown (trial keeps one reactor for the run).
         self.addCleanup(lambda: store._pool.stop() if store._pool else None)  # type: ignore[union-attr]
