@@ -95,7 +95,10 @@ class AuthHandler:
         return await threads.deferToThread(_check)
 
     async def validate_password(self, user_id: str, password: str) -> bool:
-        """True if ``user_id`` exists, is not deactivated and ``password`` is theirs."""
+        """True if ``user_id`` exists, is not deactivated and ``password`` is theirs (never for an empty
+        password, whatever was stored)."""
+        if not password:
+            return False
         user = await self.store.get_user(user_id)
         if user is None or user["deactivated"]:
             return False

@@ -92,6 +92,8 @@ def register_servlets(hs: Any, router: Any) -> None:
             raise BadJsonError("displayname must be a string")
         if len(body["password"]) > MAX_PASSWORD_LENGTH:
             raise MatrixError(400, "Password too long", Codes.INVALID_PARAM)
+        if not body["password"]:
+            raise MatrixError(400, "The password must not be empty", Codes.WEAK_PASSWORD)
         created = nonces.pop(body["nonce"], None)
         if created is None or hs.clock.seconds() - created > NONCE_LIFETIME_S:
             raise MatrixError(400, "unrecognised nonce", Codes.UNKNOWN)

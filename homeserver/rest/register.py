@@ -71,6 +71,9 @@ def register_servlets(hs: Any, router: Any) -> None:
 
         username = _optional_str(body, "username")
         password = _optional_str(body, "password", MAX_PASSWORD_LENGTH)
+        if password == "":
+            # An account anyone can log into: refused before the auth flow, so nothing of it is kept.
+            raise MatrixError(400, "The password must not be empty", Codes.WEAK_PASSWORD)
         device_id = _optional_str(body, "device_id", 512)
         display_name = _optional_str(body, "initial_device_display_name", 512)
         inhibit_login = _optional_bool(body, "inhibit_login")

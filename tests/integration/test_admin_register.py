@@ -48,6 +48,13 @@ def test_wrong_mac_forbidden_and_nonce_burnt(api: Api) -> None:
     assert r.status == 400
     r = api.request("POST", PATH, {"nonce": nonce})
     assert (r.status, r.errcode()) == (400, "M_MISSING_PARAM")
+    # An empty password, even with a valid MAC, creates nothing.
+    nonce = api.request("GET", PATH).json["nonce"]
+    r = api.request("POST", PATH, {"nonce": nonce, "username": "blank", "password": "", "admin": False,
+                                   "mac": _mac(nonce, "blank", "", False)})
+    assert (r.status, r.errcode()) == (400, "M_WEAK_PASSWORD")
+    assert api.request("GET", "/_matrix/client/v3/register/available",
+                       params={"username": "blank"}).json == {"available": True}
 
 
 def test_whois_refused_for_non_admins(api: Api) -> None:

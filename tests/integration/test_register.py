@@ -112,6 +112,23 @@ def test_inhibit_login_guest_and_bad_input(api: Api) -> None:
     assert (r.status, r.errcode()) == (400, "M_MISSING_PARAM")
 
 
+def test_empty_password_is_refused_and_never_logs_in(api: Api) -> None:
+    """An account with an empty password is one anyone can log into: registration refuses it (400
+    M_WEAK_PASSWORD) and creates nothing, in one shot or in the second step of the auth flow."""
+    name = _name()
+    r = api.request("POST", CS + "/register", {"username": name, "password": "", "auth": {"type": "m.login.dummy"}})
+    assert (r.status, r.errcode()) == (400, "M_WEAK_PASSWORD")
+    first = api.request("POST", CS + "/register", {"username": name, "password": "pw-123456"})
+    assert first.status == 401
+    r = api.request("POST", CS + "/register", {"username": name, "password": "",
+                                                "auth": {"type": "m.login.dummy", "session": first.json["session"]}})
+    assert (r.status, r.errcode()) == (400, "M_WEAK_PASSWORD")
+    available = api.request("GET", CS + "/register/available", params={"username": name})
+    assert available.json == {"available": True}
+    login = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": name}, "password": ""}
+    assert api.request("POST", CS + "/login", login).status == 403
+
+
 def test_registration_disabled_and_rate_limited(fresh_homeserver) -> None:
     fresh_homeserver.extra_config = {"enable_registration": False,
                                      "rc_registration": {"per_second": 0.001, "burst_count": 2}}

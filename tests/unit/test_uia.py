@@ -121,3 +121,14 @@ def test_unknown_stage_and_bad_auth() -> None:
     assert (err.code, err.errcode) == (400, "M_BAD_JSON")
     err = uia_error(h, {"auth": {"type": "m.login.dummy", "session": 5}})
     assert (err.code, err.errcode) == (400, "M_BAD_JSON")
+
+
+def test_an_empty_password_never_validates() -> None:
+    """Even for an account whose stored hash is that of the empty string (stored by an older version or by
+    hand), an empty password does not log in; the stored password still does not match anything else."""
+    import bcrypt
+
+    h = make_handler()
+    assert run(h.store.create_user("@blank:example.org", bcrypt.hashpw(b"", bcrypt.gensalt(4)).decode()))
+    assert run(h.validate_password("@blank:example.org", "")) is False
+    assert run(h.validate_password("@blank:example.org", "x")) is False
