@@ -63,7 +63,7 @@ def build_components(hs: Any) -> None:
     hs.appservices = AppServices(hs)
 
     # -- relations, threads, search, reports (issue 8) -------------------------------------------------------
-    from homeserver.handlers.relations import AnnotationDedupeHook, RelationsHandler
+    from homeserver.handlers.relations import AnnotationDedupeHook, RelationsHandler, ThreadStartHook
     from homeserver.handlers.search import SearchHandler, SearchIndexHook
     from homeserver.storage.relations import RelationsStore
     from homeserver.storage.reports import ReportStore
@@ -75,6 +75,7 @@ def build_components(hs: Any) -> None:
     hs.relations_handler = RelationsHandler(hs)
     hs.search_handler = SearchHandler(hs)
     hs.event_creation_handler.add_persist_hook(AnnotationDedupeHook(hs.relations_store))
+    hs.event_creation_handler.add_persist_hook(ThreadStartHook(hs.event_store))
     hs.event_creation_handler.add_persist_hook(SearchIndexHook(hs.search_store))
 
     # -- media, profiles, presence, user directory (issue 8) ----------------------------------------------------

@@ -197,6 +197,42 @@ class RelationsHandler:
         return len(seen), seen[0].event_id
 
 
+class ThreadStartHook:
+    """Persist hook: a thread starts only from an event without a relation (spec: "Threading", Synapse's check).
+
+    An ``m.thread`` relation whose target, an event of the same room, itself has a relation (a thread reply, an
+    edit, a reaction...) would fork a thread off a thread: refused with 400 ``M_UNKNOWN``. A target that is
+    unknown or in another room is left alone: such a relation counts nowhere (see ARCHITECTURE.md).
+    """
+
+    def __init__(self, event_store: Any) -> None:
+        self.event_store = event_store
+
+    async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> None:
+        """Raise 400 ``M_UNKNOWN`` for a thread off an event with a relation; anything else passes."""
+        rel = event.content.get("m.relates_to")
+        if event.is_state() or not isinstance(rel, dict) or rel.get("rel_type") != "m.thread":
+            return None
+        parent_id = rel.get("event_id")
+        if not isinstance(parent_id, str):
+            return None
+        parent = await self.event_store.get_event(parent_id)
+        if parent is None or parent.room_id != event.room_id:
+            return None
+        parent_rel = parent.content.get("m.relates_to")
+        if isinstance(parent_rel, dict) and isinstance(parent_rel.get("rel_type"), str):
+            raise MatrixError(400, "Cannot start threads from an event with a relation", Codes.UNKNOWN)
+        return None
+
+    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to write."""
+        return None
+
+    def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to do after commit."""
+        return None
+
+
 class AnnotationDedupeHook:
     """Persist hook: a user may annotate an event with a given key once (per event type).
 

@@ -128,3 +128,29 @@ def test_thread_reply_sent_in_another_room_is_not_participation(api: Api) -> Non
     summary = carol.ok("GET", f"rooms/{q(room_id)}/event/{q(root)}")["unsigned"]["m.relations"]["m.thread"]
     assert summary["current_user_participated"] is True
     assert [e["event_id"] for e in threads(carol, room_id, include="participated").json["chunk"]] == [root]
+
+
+def test_no_thread_starts_from_an_event_with_a_relation(api: Api) -> None:
+    """Threads do not fork (spec: "Threading"; Synapse's check): an m.thread relation to a thread reply, an
+    edit or a reaction is refused with 400 M_UNKNOWN and stores nothing; a plain reply can root a thread."""
+    a = register(api)
+    room = a.create_room()
+    root = a.send(room, "disk full on db-1")
+    reply = thread_reply(a, room, root, "looking")
+    edit = a.ok("PUT", f"rooms/{q(room)}/send/m.room.message/{uuid.uuid4().hex}", {
+        "msgtype": "m.text", "body": "* disk full on db-1 (90%)", "m.new_content": {"msgtype": "m.text",
+        "body": "disk full on db-1 (90%)"}, "m.relates_to": {"rel_type": "m.replace", "event_id": root}})["event_id"]
+    reaction = a.ok("PUT", f"rooms/{q(room)}/send/m.reaction/{uuid.uuid4().hex}", {
+        "m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": "👀"}})["event_id"]
+    for parent in (reply, edit, reaction):
+        r = a.req("PUT", f"rooms/{q(room)}/send/m.room.message/{uuid.uuid4().hex}", {
+            "msgtype": "m.text", "body": "thread of a relation",
+            "m.relates_to": {"rel_type": "m.thread", "event_id": parent}})
+        assert (r.status, r.errcode()) == (400, "M_UNKNOWN"), (parent, r.json)
+    assert [t["event_id"] for t in threads(a, room).json["chunk"]] == [root]
+    assert threads(a, room).json["chunk"][0]["unsigned"]["m.relations"]["m.thread"]["count"] == 1
+    quoted = a.ok("PUT", f"rooms/{q(room)}/send/m.room.message/{uuid.uuid4().hex}", {
+        "msgtype": "m.text", "body": "> disk full\n\nsame on db-2",
+        "m.relates_to": {"m.in_reply_to": {"event_id": root}}})["event_id"]
+    thread_reply(a, room, quoted, "a thread off a plain reply")
+    assert sorted(t["event_id"] for t in threads(a, room).json["chunk"]) == sorted([root, quoted])
