@@ -197,7 +197,20 @@ class RelationsHandler:
         return len(seen), seen[0].event_id
 
 
-class ThreadStartHook:
+class _RelationCheckHook:
+    """A persist hook that only checks an event's relation in ``prepare`` (raising a MatrixError to refuse it):
+    the relation is stored with the event itself, so there is nothing to write or to do after commit."""
+
+    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to write."""
+        return None
+
+    def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to do after commit."""
+        return None
+
+
+class ThreadStartHook(_RelationCheckHook):
     """Persist hook: a thread starts only from an event without a relation (spec: "Threading", Synapse's check).
 
     An ``m.thread`` relation whose target, an event of the same room, itself has a relation (a thread reply, an
@@ -224,16 +237,8 @@ class ThreadStartHook:
             raise MatrixError(400, "Cannot start threads from an event with a relation", Codes.UNKNOWN)
         return None
 
-    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
-        """Nothing to write."""
-        return None
 
-    def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
-        """Nothing to do after commit."""
-        return None
-
-
-class AnnotationDedupeHook:
+class AnnotationDedupeHook(_RelationCheckHook):
     """Persist hook: a user may annotate an event with a given key once (per event type).
 
     Synapse's behaviour, which clients rely on: a second identical reaction is refused with 400
@@ -257,12 +262,4 @@ class AnnotationDedupeHook:
             return None
         if await self.store.has_annotation(event.room_id, event.sender, parent, event.type, key):
             raise MatrixError(400, "Can't send same reaction twice", Codes.DUPLICATE_ANNOTATION)
-        return None
-
-    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
-        """Nothing to write: the relation is stored with the event itself."""
-        return None
-
-    def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
-        """Nothing to do after commit."""
         return None
