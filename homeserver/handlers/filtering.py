@@ -302,11 +302,3 @@ async def load_filter(hs: Any, user_id: str, value: str | None) -> Filter:
         parsed = build()
         store.remember_parsed(text, parsed)
     return parsed
-    text = await store.get_filter_text(user_id, value)
-    if text is None:
-        raise NotFoundError("No such filter")
-    parsed = store.parsed.get(text)
-    if parsed is None:
-        parsed = Filter(json.loads(text))
-        store.remember_parsed(text, parsed)
-    return parsed
