@@ -164,17 +164,31 @@ class MatrixRequest(server.Request):
 
     ``site.max_body_for(path)`` gives the cap in bytes. A ``Content-Length`` over the cap is answered with
     413 ``M_TOO_LARGE`` before any of the body is read; a chunked body is cut off as soon as it passes the cap.
+
+    Memory per waiting request (a held long-poll ``/sync``) is kept small: the attributes Twisted sets after
+    ``__init__`` and ours live in slots, so the instance dict keeps only what Twisted's ``__init__`` sets and stays
+    a key-sharing dict (Twisted sets those later attributes in an order that differs between requests, which
+    turned every request's dict into a full one, ~1.3 KiB more); and the headers every client-API answer carries
+    are added when the answer is written, not while it waits (see :meth:`write`).
     """
 
-    requester: Any = None
-    servlet_name: str = "unknown"
+    # Set by Twisted after __init__ (class defaults on Twisted's Request, copied in __init__ since a slot hides
+    # them), then ours.
+    _TWISTED_LATE = ("content", "args", "method", "uri", "clientproto", "path", "site", "prepath", "postpath")
+    __slots__ = _TWISTED_LATE + ("requester", "servlet_name", "start_time", "_body_received", "_body_limit",
+                                 "_aborted", "api_headers")
 
     def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        for name in self._TWISTED_LATE:
+            setattr(self, name, getattr(server.Request, name))
         super().__init__(channel, *args, **kwargs)
+        self.requester: Any = None
+        self.servlet_name = "unknown"
         self.start_time = time.monotonic()
         self._body_received = 0
         self._body_limit: int | None = None
         self._aborted = False
+        self.api_headers = False  # add Date, Server and CORS headers at the first write (JsonRouter.render)
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted API
         """Twisted hook with the declared ``Content-Length`` (None when chunked): answer 413 ``M_TOO_LARGE`` if over the
@@ -224,7 +238,6 @@ class MatrixRequest(server.Request):
             super().process()
             return
         self.site = self.channel.site
-        self.setHeader(b"Date", _http_date())
         self.prepath = []
         self.postpath = []
         try:
@@ -241,6 +254,20 @@ class MatrixRequest(server.Request):
         limit = self._body_limit or 0
         if declared_length is not None and declared_length > limit + DISCARD_AFTER_REJECT:
             transport.loseConnection()
+
+    def write(self, data: bytes) -> None:
+        """Twisted's ``write``; the first one of a client-API answer (every answer goes through here: Twisted's
+        ``finish`` writes ``b""`` when nothing was written) first sets the headers all of them carry: ``Date``,
+        ``Server: Tocsin`` and the CORS headers of the spec's "Web browser clients" section. Set here rather than
+        on arrival, a long-poll waiting for events holds no response headers."""
+        if self.api_headers and not self.startedWriting:
+            self.api_headers = False
+            headers = self.responseHeaders
+            headers.setRawHeaders(b"Date", [_http_date()])
+            headers.setRawHeaders(b"Server", [b"Tocsin"])
+            for k, v in CORS_HEADERS:
+                headers.setRawHeaders(k, [v])
+        super().write(data)
 
     def get_client_ip(self) -> str:
         """The peer's IP address as text, ``-`` when the transport has none (e.g. a UNIX socket)."""
@@ -286,7 +313,8 @@ class JsonRouter(resource.Resource):
                 route.methods.setdefault(b"HEAD", handler)
 
     def render(self, request: MatrixRequest) -> int:  # type: ignore[override]
-        """Twisted entry point: set ``Server`` and CORS headers, dispatch to the matching servlet asynchronously
+        """Twisted entry point: mark the answer for the ``Date``, ``Server`` and CORS headers (added at its first
+        write, :meth:`MatrixRequest.write`), dispatch to the matching servlet asynchronously
         and return ``NOT_DONE_YET``. OPTIONS answers 200 ``{}``; unknown paths 404, a known path with another
         method 405, both ``M_UNRECOGNIZED``.
 
@@ -295,13 +323,27 @@ class JsonRouter(resource.Resource):
         cancellation: the client may not hear the answer, but its retry (same ``txn_id``) finds the work done,
         never half done.
         """
-        request.setHeader(b"Server", b"Tocsin")
-        for k, v in CORS_HEADERS:
-            request.setHeader(k, v)
+        request.api_headers = True
         d = defer.ensureDeferred(self._dispatch(request))
         if request.method in _CANCELLABLE_METHODS:
             request.notifyFinish().addErrback(lambda _f: d.cancel())
         return server.NOT_DONE_YET
+
+    def _route_for(self, path: str) -> tuple[_Route, dict[str, str]]:
+        """The route matching ``path`` (percent-encoded) and its percent-decoded named groups. A function of its
+        own so the regex match object is not kept alive, for the whole wait, by a long-poll's dispatch frame.
+
+        Raises UnrecognizedRequestError (404) for no match, InvalidParamError (400) for a NUL in a parameter.
+        """
+        for route in self._routes:
+            match = route.pattern.match(path)
+            if match:
+                kwargs = {k: _unquote_path_param(v) for k, v in match.groupdict().items() if v is not None}
+                if any("\x00" in v for v in kwargs.values()):
+                    # No identifier, event type, state key or txnId may hold NUL (PostgreSQL text cannot store it).
+                    raise InvalidParamError("NUL characters are not allowed in the path")
+                return route, kwargs
+        raise UnrecognizedRequestError("Unrecognized request")
 
     async def _dispatch(self, request: MatrixRequest) -> None:
         path = request.path.decode("ascii", "replace")
@@ -312,23 +354,12 @@ class JsonRouter(resource.Resource):
                 servlet = "OPTIONS"
                 self._respond(request, 200, {})
                 return
-            route, match = None, None
-            for r in self._routes:
-                m = r.pattern.match(path)
-                if m:
-                    route, match = r, m
-                    break
-            if route is None or match is None:
-                raise UnrecognizedRequestError("Unrecognized request")
+            route, kwargs = self._route_for(path)
             servlet = route.name
             request.servlet_name = servlet
             handler = route.methods.get(method)
             if handler is None:
                 raise UnrecognizedRequestError("Unrecognized request", code=405)
-            kwargs = {k: _unquote_path_param(v) for k, v in match.groupdict().items() if v is not None}
-            if any("\x00" in v for v in kwargs.values()):
-                # No identifier, event type, state key or txnId may hold NUL (PostgreSQL text cannot store it).
-                raise InvalidParamError("NUL characters are not allowed in the path")
             code, body = await handler(request, **kwargs)
             if body is not None or not request.finished:
                 if body is None and not request.startedWriting:
