@@ -63,7 +63,10 @@ class _RecentEvents:
         return self.event_ids[lo:hi]
 
 
-def _relation_of(event: Event) -> tuple[str, str, str | None] | None:
+def relation_of(event: Event) -> tuple[str, str, str | None] | None:
+    """``(parent_event_id, rel_type, key)`` of the event's relation (``m.relates_to`` with string ``rel_type`` and
+    ``event_id``; ``key`` for annotations, else None), or None: what is stored in ``event_relations``. A rich reply
+    (``m.in_reply_to`` alone) is not a relation in this sense (spec: "Forming relationships between events")."""
     rel = event.content.get("m.relates_to")
     if not isinstance(rel, dict):
         return None
@@ -347,7 +350,7 @@ class EventStore:
             # Noted right after the commit, before after_persist drops the cached copy, so no path can cache
             # the target's full copy again.
             txn.call_after(self._note_redacted, event.redacts)
-        relation = _relation_of(event)
+        relation = relation_of(event)
         if relation is not None:
             txn.execute_write(
                 "INSERT INTO event_relations (event_id, relates_to_id, relation_type, aggregation_key, room_id, "
@@ -395,7 +398,7 @@ class EventStore:
         the relation-free set up to date."""
         event.internal_metadata["stream_ordering"] = stream_ordering
         self._cache_put(event)
-        relation = _relation_of(event)
+        relation = relation_of(event)
         if relation is not None:
             self._relation_free.pop(relation[0], None)
         recent = self._recent.get(event.room_id)

@@ -209,14 +209,16 @@ def test_duplicate_annotation_rejected(api: Api) -> None:
     assert keys == sorted([(b.user_id, "🎉"), (a.user_id, "👍"), (b.user_id, "👍")])
 
 
-def test_annotation_sent_in_another_room_does_not_block_the_real_one(api: Api) -> None:
-    """A relation only counts within its parent's room: b's reaction sent from a room of her own, naming an event
-    of the shared room, is not a duplicate of the reaction she then sends in the right room."""
+def test_annotation_sent_in_another_room_is_refused_and_does_not_block_the_real_one(api: Api) -> None:
+    """b's reaction sent from a room of her own, naming an event of the shared room, is refused (400 M_UNKNOWN,
+    Synapse's "Relations must be in the same room") and is no duplicate of the one she then sends in the right
+    room."""
     b = register(api)
     a, room_id = room_with(api, b)
     target = a.send(room_id, "deploy done")
     elsewhere = b.create_room()
-    assert react(b, elsewhere, target, "👍").status == 200
+    refused = react(b, elsewhere, target, "👍")
+    assert (refused.status, refused.errcode()) == (400, "M_UNKNOWN")
     mine = react(b, room_id, target, "👍")
     assert mine.status == 200, mine.json
     chunk = relations(a, room_id, target, "m.annotation").json["chunk"]

@@ -89,25 +89,37 @@ def test_thread_summary_in_sync(api: Api) -> None:
     assert threads(a, room_id).json["chunk"] == []
 
 
-def test_relations_from_another_room_do_not_count(api: Api) -> None:
+def test_relation_to_another_rooms_event_or_an_unknown_one_is_refused(api: Api) -> None:
+    """A relation names an event of its own room (Synapse's check and answer): one naming another room's event is
+    refused with 400 M_UNKNOWN "Relations must be in the same room", one naming an unknown event with 400
+    M_UNKNOWN, whatever the rel_type; nothing is stored, in either room."""
     a = register(api)
     room_id = a.create_room()
     elsewhere = a.create_room()
     root = a.send(room_id, "incident")
-    for rel_type in ("m.thread", "m.reference"):
-        a.ok("PUT", f"rooms/{q(elsewhere)}/send/m.room.message/{uuid.uuid4().hex}",
-             {"msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": rel_type, "event_id": root}})
+    before = a.ok("GET", f"rooms/{q(elsewhere)}/messages", params={"dir": "b", "limit": "50"})["chunk"]
+    for parent, message in ((root, "Relations must be in the same room"),
+                            ("$unknown:localhost", "Can't send relation to unknown event")):
+        for rel_type in ("m.thread", "m.reference", "m.replace", "m.annotation"):
+            r = a.req("PUT", f"rooms/{q(elsewhere)}/send/m.room.message/{uuid.uuid4().hex}",
+                      {"msgtype": "m.text", "body": "x",
+                       "m.relates_to": {"rel_type": rel_type, "event_id": parent, "key": "x"}})
+            assert (r.status, r.errcode(), r.json["error"]) == (400, "M_UNKNOWN", message), (rel_type, r.json)
+    after = a.ok("GET", f"rooms/{q(elsewhere)}/messages", params={"dir": "b", "limit": "50"})["chunk"]
+    assert [e["event_id"] for e in after] == [e["event_id"] for e in before]
     ev = a.ok("GET", f"rooms/{q(room_id)}/event/{q(root)}")
     assert "m.relations" not in ev.get("unsigned", {})
     assert threads(a, room_id).json["chunk"] == []
-    rel = a.ok("GET", f"{V1}/rooms/{q(room_id)}/relations/{q(root)}")
-    assert rel["chunk"] == []
+    assert a.ok("GET", f"{V1}/rooms/{q(room_id)}/relations/{q(root)}")["chunk"] == []
+    # In its own room the same relation is accepted; a rich reply (m.in_reply_to alone) is no relation.
+    thread_reply(a, room_id, root, "on it")
+    a.ok("PUT", f"rooms/{q(elsewhere)}/send/m.room.message/{uuid.uuid4().hex}",
+         {"msgtype": "m.text", "body": "quoting", "m.relates_to": {"m.in_reply_to": {"event_id": root}}})
 
 
 def test_thread_reply_sent_in_another_room_is_not_participation(api: Api) -> None:
-    """A relation only counts within its parent's room: carol posting an m.thread "reply" to a's root from a
-    room of her own does not make her a participant of the thread in a's room (bundled summary and
-    ``/threads?include=participated``)."""
+    """carol's m.thread "reply" to a's root from a room of her own is refused, and does not make her a participant
+    of the thread in a's room (bundled summary and ``/threads?include=participated``)."""
     a, b, carol = register(api), register(api), register(api)
     room_id = a.create_room(preset="private_chat")
     for user in (b, carol):
@@ -116,7 +128,9 @@ def test_thread_reply_sent_in_another_room_is_not_participation(api: Api) -> Non
     root = a.send(room_id, "incident")
     reply = thread_reply(b, room_id, root, "on it")
     carols = carol.create_room()
-    thread_reply(carol, carols, root, "me too, elsewhere")
+    elsewhere = carol.req("PUT", f"rooms/{q(carols)}/send/m.room.message/{uuid.uuid4().hex}", {
+        "msgtype": "m.text", "body": "me too, elsewhere", "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    assert (elsewhere.status, elsewhere.errcode()) == (400, "M_UNKNOWN")
 
     summary = carol.ok("GET", f"rooms/{q(room_id)}/event/{q(root)}")["unsigned"]["m.relations"]["m.thread"]
     assert (summary["count"], summary["latest_event"]["event_id"]) == (1, reply)
