@@ -9,10 +9,11 @@ whose data is not durable.
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 from collections import OrderedDict
 from typing import Any, Iterable
+
+import orjson
 
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, prune_event
 from homeserver.storage.database import Database, Txn
@@ -194,9 +195,13 @@ class EventStore:
         return out
 
     def _rows_to_events(self, txn: Txn, rows: list[tuple[Any, ...]]) -> list[Event]:
+        # orjson reads an event in about half the time of the json module, and shares its keys between the events
+        # it reads (about 25% less memory per cached event). Exact for events: their integers lie within
+        # +-(2**53 - 1), checked at creation (orjson would read an integer beyond 64 bits as a float), and their
+        # strings are valid UTF-8 (canonical JSON refuses lone surrogates).
         events: list[Event] = []
         for stream_ordering, event_id, _room_id, pdu_json, room_version in rows:
-            pdu = json.loads(pdu_json)
+            pdu = orjson.loads(pdu_json)
             unsigned = pdu.pop("unsigned", None)
             event = Event(pdu, KNOWN_ROOM_VERSIONS[room_version], event_id)
             event.internal_metadata["stream_ordering"] = stream_ordering

@@ -8,53 +8,11 @@ from typing import Any
 import pytest
 
 from homeserver.events import Event
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage import events as events_module
-from homeserver.storage.events import EventStore
-from homeserver.streams import StreamPositions
+from tests.unit.event_store_world import V10, World
 from tests.unit.events.events_testlib import ALICE, Room
-from tests.unit.gated_db_testlib import gated_db
 from tests.unit.gated_db_testlib import result as _result
 from tests.unit.gated_db_testlib import start as _start
-
-V10 = KNOWN_ROOM_VERSIONS["10"]
-
-
-class _World:
-    """A persisted room with one secret message, and helpers to persist more (as the event persister does)."""
-
-    def __init__(self, tmp_path: Any) -> None:
-        self.db = gated_db(tmp_path)
-        self.store = EventStore(self.db, StreamPositions())
-        self.room = Room(V10, ALICE, join_rule="public")
-        self.position = 0
-        for event in sorted(self.room.state.values(), key=lambda e: e.depth):
-            self.persist(event, is_new_room=event.type == "m.room.create")
-        self.secret = self.room.send("m.room.message", ALICE, {"msgtype": "m.text", "body": "password hunter3"})
-        self.persist(self.secret)
-
-    def persist(self, event: Event, is_new_room: bool = False) -> None:
-        self.position += 1
-        pos = self.position
-        self.db.run_interaction_sync(
-            "persist", lambda txn: self.store.persist_event_txn(txn, event, pos, is_new_room=is_new_room))
-        self.store.after_persist(event, pos)
-
-    def redaction(self) -> Event:
-        return self.room.apply(self.room.make("m.room.redaction", ALICE, {}, redacts=self.secret.event_id))
-
-    def persist_sql_only(self, event: Event) -> int:
-        """The redaction's transaction commits; its after_persist (cache invalidation) has not run yet."""
-        self.position += 1
-        pos = self.position
-        self.db.run_interaction_sync("persist", lambda txn: self.store.persist_event_txn(txn, event, pos))
-        return pos
-
-    def fresh_store(self) -> EventStore:
-        """The same database seen by a freshly started process (empty caches)."""
-        self.store = EventStore(self.db, StreamPositions())
-        return self.store
-
 
 def _assert_redacted(event: Event, redaction: Event) -> None:
     assert event.content == {}
@@ -62,7 +20,7 @@ def _assert_redacted(event: Event, redaction: Event) -> None:
 
 
 def test_get_events_fill_that_read_before_a_redaction_is_not_cached(tmp_path: Any) -> None:
-    world = _World(tmp_path)
+    world = World(tmp_path)
     store = world.fresh_store()
     secret_id = world.secret.event_id
     world.db.hold = 1
@@ -81,7 +39,7 @@ def test_get_events_fill_that_read_before_a_redaction_is_not_cached(tmp_path: An
 def test_messages_read_between_redaction_commit_and_invalidation_is_not_cached(tmp_path: Any) -> None:
     # The reviewer's ordering (SQLite group commit): a /messages read runs on the database thread after the
     # redaction's SQL and is delivered after the redaction's after_persist, while the full copy was cached.
-    world = _World(tmp_path)
+    world = World(tmp_path)
     store = world.fresh_store()
     secret_id = world.secret.event_id
     assert _result(_start(store.get_event(secret_id))).content["body"] == "password hunter3"  # cached
@@ -102,7 +60,7 @@ def test_messages_read_between_redaction_commit_and_invalidation_is_not_cached(t
 def test_messages_read_before_redaction_commit_delivered_after_invalidation(tmp_path: Any) -> None:
     # PostgreSQL ordering: the /messages read runs on another connection before the redaction commits and its
     # events come back after the invalidation.
-    world = _World(tmp_path)
+    world = World(tmp_path)
     store = world.fresh_store()
     secret_id = world.secret.event_id
     world.db.hold = 2  # the ID query and the event fill
@@ -118,7 +76,7 @@ def test_messages_read_before_redaction_commit_delivered_after_invalidation(tmp_
 
 
 def test_full_copy_of_a_redacted_event_is_refused_by_the_cache(tmp_path: Any) -> None:
-    world = _World(tmp_path)
+    world = World(tmp_path)
     store = world.store
     full_copy = world.secret
     redaction = world.redaction()
@@ -130,7 +88,7 @@ def test_full_copy_of_a_redacted_event_is_refused_by_the_cache(tmp_path: Any) ->
 
 def test_fill_older_than_forgotten_invalidations_is_not_cached(tmp_path: Any, monkeypatch: Any) -> None:
     monkeypatch.setattr(events_module, "_INVALIDATION_LOG_MAX", 3)
-    world = _World(tmp_path)
+    world = World(tmp_path)
     store = world.fresh_store()
     secret_id = world.secret.event_id
     world.db.hold = 1
@@ -150,7 +108,7 @@ def test_fill_older_than_forgotten_invalidations_is_not_cached(tmp_path: Any, mo
 
 @pytest.mark.parametrize("invalidated_other", [False, True])
 def test_unrelated_invalidation_does_not_block_fill(tmp_path: Any, invalidated_other: bool) -> None:
-    world = _World(tmp_path)
+    world = World(tmp_path)
     store = world.fresh_store()
     secret_id = world.secret.event_id
     world.db.hold = 1
@@ -165,7 +123,7 @@ def test_unrelated_invalidation_does_not_block_fill(tmp_path: Any, invalidated_o
 def test_redaction_naming_another_rooms_event_leaves_it_cached_in_full(tmp_path: Any) -> None:
     """A redaction only acts within its own room: one sent elsewhere naming the secret neither redacts it nor
     marks it as redacted for the cache (which would keep it out of the cache for good)."""
-    world = _World(tmp_path)
+    world = World(tmp_path)
     store = world.store
     elsewhere = Room(V10, ALICE, join_rule="public", room_id="!elsewhere:test")
     assert elsewhere.room_id != world.room.room_id
