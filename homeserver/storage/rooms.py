@@ -24,6 +24,9 @@ _HISTORY_CACHE_MAX = 200_000
 _USER_MEMBERSHIPS_CACHE_MAX = 100_000
 # At most this many users' joined-room sets are cached; the least recently read is dropped first.
 _USER_ROOMS_CACHE_MAX = 100_000
+# At most this many rooms' current state (event IDs by type and state key, joined and invited members) are cached;
+# the least recently read is dropped first (a few KiB to a few hundred KiB per room, by its state's size).
+_ROOM_CACHE_MAX = 20_000
 
 
 class _FillGuard:
@@ -88,7 +91,8 @@ class RoomStore:
     def __init__(self, db: Database, event_store: Any) -> None:
         self.db = db
         self.event_store = event_store
-        self._rooms: dict[str, _RoomCache] = {}
+        # room_id -> current state, least recently read first (bounded by _ROOM_CACHE_MAX, see _cache_room).
+        self._rooms: OrderedDict[str, _RoomCache] = OrderedDict()
         # user_id -> joined rooms, least recently read first (bounded by _USER_ROOMS_CACHE_MAX).
         self._user_rooms: OrderedDict[str, frozenset[str]] = OrderedDict()
         # Fills of _rooms (by room_id) and _user_rooms (by user_id) that raced with a persisted event are not
@@ -121,6 +125,7 @@ class RoomStore:
     async def _room(self, room_id: str) -> _RoomCache | None:
         cached = self._rooms.get(room_id)
         if cached is not None:
+            self._rooms.move_to_end(room_id)
             return cached
 
         def _txn(txn: Txn) -> _RoomCache | None:
@@ -155,12 +160,31 @@ class RoomStore:
         finally:
             clean = self._room_fills.end(room_id, token)
         if loaded is not None and clean and room_id not in self._rooms:
-            self._rooms[room_id] = loaded
+            self._cache_room(room_id, loaded)
         return self._rooms.get(room_id, loaded)
+
+    def _cache_room(self, room_id: str, room: _RoomCache) -> None:
+        """Cache ``room`` as the most recently read, dropping the least recently read rooms past
+        ``_ROOM_CACHE_MAX``. A dropped room is loaded again from the database when next read (what on_event_persisted
+        would have patched is committed by then). Never dropped: a room being created, whose create event is not
+        persisted yet (no event, so nothing in the database to load it from); the cache then stays over the bound
+        by those few until a later call."""
+        self._rooms[room_id] = room
+        excess = len(self._rooms) - _ROOM_CACHE_MAX
+        if excess <= 0:
+            return
+        drop = []
+        for candidate_id, candidate in self._rooms.items():
+            if candidate.latest_event_id is not None:
+                drop.append(candidate_id)
+                if len(drop) == excess:
+                    break
+        for candidate_id in drop:
+            del self._rooms[candidate_id]
 
     def new_room(self, room_id: str, room_version: RoomVersion) -> None:
         """Start the cache of a room being created (before its create event is persisted)."""
-        self._rooms[room_id] = _RoomCache(room_version, {}, None, set(), set())
+        self._cache_room(room_id, _RoomCache(room_version, {}, None, set(), set()))
 
     def forget_new_room(self, room_id: str) -> None:
         """Drop the cache of a room whose creation failed before anything was persisted."""

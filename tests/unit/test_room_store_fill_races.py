@@ -1,6 +1,6 @@
 """RoomStore caches vs concurrent joins, with the database ordering forced (homeserver/storage/rooms.py): a
 fill that read before a membership change committed and returns after on_event_persisted ran must not be
-stored; the joined-rooms cache is bounded (least recently read dropped first)."""
+stored; the joined-rooms and current-state caches are bounded (least recently read dropped first)."""
 
 from __future__ import annotations
 
@@ -118,3 +118,35 @@ def test_user_rooms_cache_is_bounded_lru(tmp_path: Any, monkeypatch: Any) -> Non
     # An evicted user is read again from the database, correctly.
     assert result(start(world.rooms.get_rooms_for_user(BOB))) == frozenset({world.room.room_id})
     assert len(world.rooms._user_rooms) == 2
+
+
+def test_room_cache_is_bounded_lru_and_keeps_a_room_being_created(tmp_path: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr(rooms_module, "_ROOM_CACHE_MAX", 2)
+    world = _World(tmp_path, "!r1:test")
+    r2, r3 = world.new_room("!r2:test"), world.new_room("!r3:test")
+    members = lambda room_id: result(start(world.rooms.get_users_in_room(room_id)))  # noqa: E731
+    for room_id in ("!r1:test", "!r2:test", "!r1:test"):  # r1 is now the most recently read
+        assert members(room_id) == frozenset({ALICE})
+    assert members("!r3:test") == frozenset({ALICE})
+    assert list(world.rooms._rooms) == ["!r1:test", "!r3:test"]
+    # A change while a room is not cached is there when it is read again from the database.
+    world.join(BOB, r2)
+    assert members("!r2:test") == frozenset({ALICE, BOB})
+    assert list(world.rooms._rooms) == ["!r3:test", "!r2:test"]
+    # A cached room follows the events persisted after it was read.
+    world.join(CAROL, r3)
+    assert world.rooms._rooms["!r3:test"].joined == {ALICE, CAROL}
+    # A room being created (nothing persisted yet, nothing to reload it from) is never the one dropped.
+    world.rooms.new_room("!new:test", V10)
+    for room_id in ("!r1:test", "!r2:test", "!r3:test"):
+        members(room_id)
+    assert list(world.rooms._rooms) == ["!new:test", "!r3:test"]  # the least recently read, yet kept
+    assert result(start(world.rooms.get_room_version("!new:test"))) is V10
+    # Once its create event is persisted it is an ordinary entry, dropped when least recently read.
+    new = world.new_room("!new:test")
+    assert world.rooms._rooms["!new:test"].latest_event_id == new.last[0]
+    members("!r1:test")  # the version read above made it the most recently read: r3 goes
+    assert list(world.rooms._rooms) == ["!new:test", "!r1:test"]
+    members("!r3:test")
+    assert list(world.rooms._rooms) == ["!r1:test", "!r3:test"]
+    assert members("!new:test") == frozenset({ALICE})
