@@ -63,7 +63,7 @@ def build_components(hs: Any) -> None:
     hs.appservices = AppServices(hs)
 
     # -- relations, threads, search, reports (issue 8) -------------------------------------------------------
-    from homeserver.handlers.relations import AnnotationDedupeHook, RelationsHandler, RelationTargetHook
+    from homeserver.handlers.relations import RelationCheckHook, RelationsHandler
     from homeserver.handlers.search import SearchHandler, SearchIndexHook
     from homeserver.storage.relations import RelationsStore
     from homeserver.storage.reports import ReportStore
@@ -74,8 +74,7 @@ def build_components(hs: Any) -> None:
     hs.report_store = ReportStore(hs.db)
     hs.relations_handler = RelationsHandler(hs)
     hs.search_handler = SearchHandler(hs)
-    hs.event_creation_handler.add_persist_hook(RelationTargetHook(hs.event_store, hs.relations_store))
-    hs.event_creation_handler.add_persist_hook(AnnotationDedupeHook(hs.relations_store))
+    hs.event_creation_handler.add_persist_hook(RelationCheckHook(hs.event_store, hs.relations_store))
     hs.event_creation_handler.add_persist_hook(SearchIndexHook(hs.search_store))
 
     # -- media, profiles, presence, user directory (issue 8) ----------------------------------------------------

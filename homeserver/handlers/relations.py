@@ -198,32 +198,22 @@ class RelationsHandler:
         return len(seen), seen[0].event_id
 
 
-class _RelationCheckHook:
-    """A persist hook that only checks an event's relation in ``prepare`` (raising a MatrixError to refuse it):
-    the relation is stored with the event itself, so there is nothing to write or to do after commit."""
+class RelationCheckHook:
+    """Persist hook: the checks of a new event's relation (``m.relates_to`` with ``rel_type`` and ``event_id``),
+    Synapse's, with its answers (spec: "Forming relationships between events", "Threading", "Annotations"):
 
-    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
-        """Nothing to write."""
-        return None
-
-    def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
-        """Nothing to do after commit."""
-        return None
-
-
-class RelationTargetHook(_RelationCheckHook):
-    """Persist hook: an event's relation must name an event of its own room, and a thread cannot start from an
-    event that itself has a relation (spec: "Forming relationships between events", "Threading"; Synapse's
-    checks and answers, all 400 ``M_UNKNOWN``):
-
-    - the target is an event of another room: "Relations must be in the same room";
-    - the target is unknown: "Can't send relation to unknown event", unless events of this room already relate
-      to that ID (the sender has a reason to know it, as Synapse allows);
+    - the target is an event of another room: 400 ``M_UNKNOWN`` "Relations must be in the same room";
+    - the target is unknown: 400 ``M_UNKNOWN`` "Can't send relation to unknown event", unless events of this room
+      already relate to that ID (the sender has a reason to know it, as Synapse allows);
     - an ``m.thread`` relation to an event with a relation (a thread reply, an edit, a reaction...) would fork a
-      thread off a thread: "Cannot start threads from an event with a relation".
+      thread off a thread: 400 ``M_UNKNOWN`` "Cannot start threads from an event with a relation";
+    - a second identical ``m.annotation`` (same sender, parent, event type and key, in this room; not for state
+      events): 400 ``M_DUPLICATE_ANNOTATION``, which clients rely on. ``prepare`` runs under the room's lock, so
+      two concurrent identical reactions cannot both pass.
 
     Refusing at send keeps a relation from acting outside its room; the readers still count a relation only
-    within its parent's room (ARCHITECTURE.md), for rows stored before this check existed.
+    within its parent's room (ARCHITECTURE.md), for rows stored before these checks existed. The relation is
+    stored with the event itself, so there is nothing to write or to do after commit.
     """
 
     def __init__(self, event_store: Any, relations_store: RelationsStore) -> None:
@@ -231,46 +221,29 @@ class RelationTargetHook(_RelationCheckHook):
         self.relations_store = relations_store
 
     async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> None:
-        """Raise MatrixError 400 ``M_UNKNOWN`` for a relation to another room's event, to an unknown event, or
-        for a thread off an event with a relation; an event without a relation passes."""
+        """Raise MatrixError (400, see the class) for a relation that may not be sent; an event without a relation
+        passes."""
         relation = relation_of(event)
         if relation is None:
             return None
-        parent_id, rel_type, _key = relation
+        parent_id, rel_type, key = relation
         parent = await self.event_store.get_event(parent_id)
         if parent is None:
             if not await self.relations_store.get_child_ids(event.room_id, [parent_id], 1):
                 raise MatrixError(400, "Can't send relation to unknown event", Codes.UNKNOWN)
-            return None
-        if parent.room_id != event.room_id:
+        elif parent.room_id != event.room_id:
             raise MatrixError(400, "Relations must be in the same room", Codes.UNKNOWN)
-        if rel_type == "m.thread" and relation_of(parent) is not None:
+        elif rel_type == "m.thread" and relation_of(parent) is not None:
             raise MatrixError(400, "Cannot start threads from an event with a relation", Codes.UNKNOWN)
+        if rel_type == "m.annotation" and key is not None and not event.is_state() and \
+                await self.relations_store.has_annotation(event.room_id, event.sender, parent_id, event.type, key):
+            raise MatrixError(400, "Can't send same reaction twice", Codes.DUPLICATE_ANNOTATION)
         return None
 
+    def persist_txn(self, txn: Any, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to write."""
+        return None
 
-class AnnotationDedupeHook(_RelationCheckHook):
-    """Persist hook: a user may annotate an event with a given key once (per event type).
-
-    Synapse's behaviour, which clients rely on: a second identical reaction is refused with 400
-    ``M_DUPLICATE_ANNOTATION`` rather than stored. ``prepare`` runs under the room's lock, so two concurrent
-    identical reactions cannot both pass.
-    """
-
-    def __init__(self, store: RelationsStore) -> None:
-        self.store = store
-
-    async def prepare(self, event: Event, state_ids: dict[tuple[str, str], str]) -> None:
-        """Refuse a second identical ``m.annotation`` (same sender, parent event, event type and key, in the same
-        room) with 400 ``M_DUPLICATE_ANNOTATION``; anything else passes. A reaction sent from another room naming
-        the parent does not count (a relation only counts within its parent's room).
-        """
-        rel = event.content.get("m.relates_to")
-        if event.is_state() or not isinstance(rel, dict) or rel.get("rel_type") != "m.annotation":
-            return None
-        parent, key = rel.get("event_id"), rel.get("key")
-        if not isinstance(parent, str) or not isinstance(key, str):
-            return None
-        if await self.store.has_annotation(event.room_id, event.sender, parent, event.type, key):
-            raise MatrixError(400, "Can't send same reaction twice", Codes.DUPLICATE_ANNOTATION)
+    def after_persist(self, event: Event, stream_ordering: int, prepared: Any) -> None:
+        """Nothing to do after commit."""
         return None

@@ -110,7 +110,7 @@ def test_thread_counts_when_filter_asks(api: Api) -> None:
 def test_thread_reply_to_another_rooms_event_is_refused_and_counts_nowhere(api: Api) -> None:
     """An m.thread "reply" naming an event of another room is refused (400 M_UNKNOWN, as Synapse); nothing is
     counted for it, in the main timeline or in a thread. (How such a relation, kept from before the check, counts
-    in the main timeline: tests/unit/test_relation_target.py.)"""
+    in the main timeline: tests/unit/test_relation_check.py.)"""
     alice, (bob,), room = room_with(api)
     foreign_root = alice.send(alice.create_room(), "root elsewhere")
     stray = alice.req("PUT", f"rooms/{q(room)}/send/m.room.message/{uuid.uuid4().hex}", {

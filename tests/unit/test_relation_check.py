@@ -1,6 +1,7 @@
-"""RelationTargetHook (a relation names an event of its own room) and thread_id_in_room (the thread an event
-counts in), against in-memory stores, so every branch is reached: the HTTP tests cannot create the rows a
-database kept from before the hook existed (a relation to another room's or to an unknown event)."""
+"""RelationCheckHook (a relation names an event of its own room, no thread off a relation, no duplicate
+annotation) and thread_id_in_room (the thread an event counts in), against in-memory stores, so every branch is
+reached: the HTTP tests cannot create the rows a database kept from before the hook existed (a relation to another
+room's or to an unknown event)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from twisted.internet import defer
 from homeserver.events.event import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.handlers.push import MAIN_THREAD, thread_id_in_room
-from homeserver.handlers.relations import RelationTargetHook
+from homeserver.handlers.relations import RelationCheckHook
 from homeserver.http.errors import MatrixError
 
 ROOM, OTHER = "!room:x", "!other:x"
@@ -37,15 +38,21 @@ class FakeEventStore:
 
 
 class FakeRelationsStore:
-    """``children[(room_id, parent_id)]``: IDs of events of that room relating to the parent."""
+    """``children[(room_id, parent_id)]``: IDs of events of that room relating to the parent; ``annotations``:
+    ``(room_id, sender, parent_id, event_type, key)`` of the live annotations."""
 
-    def __init__(self, children: dict[tuple[str, str], list[str]] | None = None) -> None:
+    def __init__(self, children: dict[tuple[str, str], list[str]] | None = None,
+                 annotations: set[tuple[str, str, str, str, str]] | None = None) -> None:
         self.children = children or {}
+        self.annotations = annotations or set()
         self.asked: list[tuple[str, list[str], int]] = []
 
     async def get_child_ids(self, room_id: str, parent_ids: list[str], limit: int) -> list[str]:
         self.asked.append((room_id, parent_ids, limit))
         return [c for p in parent_ids for c in self.children.get((room_id, p), [])][:limit]
+
+    async def has_annotation(self, room_id: str, sender: str, parent_id: str, event_type: str, key: str) -> bool:
+        return (room_id, sender, parent_id, event_type, key) in self.annotations
 
 
 def run(coro: Any) -> Any:
@@ -65,7 +72,7 @@ REPLY = ev("$reply", relates_to={"rel_type": "m.thread", "event_id": "$root"})
 
 
 def check(event: Event, relations: FakeRelationsStore | None = None) -> None:
-    hook = RelationTargetHook(FakeEventStore(ROOT, FOREIGN, REPLY), relations or FakeRelationsStore())
+    hook = RelationCheckHook(FakeEventStore(ROOT, FOREIGN, REPLY), relations or FakeRelationsStore())
     run(hook.prepare(event, {}))
 
 
@@ -100,6 +107,20 @@ def test_thread_off_an_event_with_a_relation_is_refused_and_the_rest_passes() ->
     check(ev("$new"))
     check(ev("$new", relates_to={"m.in_reply_to": {"event_id": "$foreign"}}))
     check(ev("$new", relates_to={"rel_type": "m.thread", "event_id": 5}))
+
+
+def test_second_identical_annotation_is_refused_in_its_room_only() -> None:
+    def reaction(key: str) -> Event:
+        return ev("$new", relates_to={"rel_type": "m.annotation", "event_id": "$root", "key": key},
+                  type_="m.reaction")
+
+    relations = FakeRelationsStore(annotations={(ROOM, "@a:x", "$root", "m.reaction", "+1")})
+    with pytest.raises(MatrixError) as e:
+        check(reaction("+1"), relations)
+    assert (e.value.code, e.value.errcode) == (400, "M_DUPLICATE_ANNOTATION")
+    check(reaction("eyes"), relations)
+    # The same reaction kept from another room (before the same-room check) is no duplicate here.
+    check(reaction("+1"), FakeRelationsStore(annotations={(OTHER, "@a:x", "$root", "m.reaction", "+1")}))
 
 
 def test_thread_id_in_room_counts_a_stored_cross_room_or_unknown_thread_root_in_the_main_timeline() -> None:
