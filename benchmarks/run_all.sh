@@ -17,5 +17,5 @@ for db in sqlite postgres; do
         "$ROOT/benchmarks/run_compare.sh" "$s" "$db" "$rounds" || echo "=== $db $s FAILED" >&2
     done
 done
-"$ROOT/.venv/bin/python" "$ROOT/benchmarks/summarize.py" > "$ROOT/benchmarks/results/summary.md"
+python3 "$ROOT/benchmarks/summarize.py" > "$ROOT/benchmarks/results/summary.md"
 echo "table: benchmarks/results/summary.md (copy into benchmarks/RESULTS.md with the notes)" >&2

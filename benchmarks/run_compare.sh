@@ -28,7 +28,18 @@ db="${2:-sqlite}"
 rounds="${3:-1}"
 shift $(( $# < 3 ? $# : 3 ))
 [ "${1:-}" = "--" ] && shift
-source "$ROOT/scripts/_venv.sh" ""  # no extras (else it would take our matrix_bench options as its $1)
+# Tocsin runs from a venv holding only what a production install has (`pip install -e .`, no test extras): the
+# test extras bring e.g. h2, which Twisted imports when present, and the server measured should be the one
+# deployed. The benchmark client (matrix_bench.py needs aiohttp) and the appservice sinks run from a venv of
+# their own, so neither venv depends on what scripts/test installed.
+TOCSIN_VENV="${TOCSIN_BENCH_VENV:-$ROOT/.venv-bench}" source "$ROOT/scripts/_venv.sh" ""  # "": no extras
+CLIENT_VENV="${BENCH_CLIENT_VENV:-$ROOT/.venv-bench-client}"
+CPY="$CLIENT_VENV/bin/python"
+if [ ! -x "$CPY" ] || [ "$BENCH/requirements.txt" -nt "$CLIENT_VENV/.installed" ]; then
+    [ -x "$CPY" ] || python3 -m venv "$CLIENT_VENV"
+    "$CPY" -m pip install -q -r "$BENCH/requirements.txt" pyyaml twisted
+    touch "$CLIENT_VENV/.installed"
+fi
 SYN_VENV="${SYNAPSE_VENV:-$ROOT/.venv-synapse}"
 if [ ! -x "$SYN_VENV/bin/python" ]; then
     python3 -m venv "$SYN_VENV"
@@ -72,7 +83,7 @@ fi
 # One appservice registration per server, fresh random tokens, pushing every room's events to its sink.
 for side in A B; do
     sink_port=$sink_port_a; [ "$side" = B ] && sink_port=$sink_port_b
-    "$PY" - "$work/appservice-$side.yaml" "$side" "$sink_port" <<'PYEOF'
+    "$CPY" - "$work/appservice-$side.yaml" "$side" "$sink_port" <<'PYEOF'
 import secrets, sys, yaml
 path, side, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 reg = {"id": f"bench_sink_{side.lower()}", "url": f"http://127.0.0.1:{port}",
@@ -83,10 +94,10 @@ reg = {"id": f"bench_sink_{side.lower()}", "url": f"http://127.0.0.1:{port}",
 yaml.safe_dump(reg, open(path, "w"), sort_keys=False)
 PYEOF
 done
-"$PY" "$ROOT/benchmarks/as_sink.py" "$work/appservice-A.yaml" "$sink_port_a" "$work/as-sink-A.json" \
+"$CPY" "$ROOT/benchmarks/as_sink.py" "$work/appservice-A.yaml" "$sink_port_a" "$work/as-sink-A.json" \
     >> "$work/as-sink-A.log" 2>&1 &
 sink_a_pid=$!
-"$PY" "$ROOT/benchmarks/as_sink.py" "$work/appservice-B.yaml" "$sink_port_b" "$work/as-sink-B.json" \
+"$CPY" "$ROOT/benchmarks/as_sink.py" "$work/appservice-B.yaml" "$sink_port_b" "$work/as-sink-B.json" \
     >> "$work/as-sink-B.log" 2>&1 &
 sink_b_pid=$!
 for side in A B; do  # listening before the servers start: a sink writes its counts file once its port is bound
@@ -135,14 +146,14 @@ if [ "$scenario" = "connections" ]; then
     # Build the setup, then measure fresh processes (RSS of a process that already grew says nothing).
     for side in A B; do
         url="http://127.0.0.1:$port_a"; [ "$side" = B ] && url="http://127.0.0.1:$port_b"
-        "$PY" "$BENCH/matrix_bench.py" --hs "$url" --scenario connections --setup-only \
+        "$CPY" "$BENCH/matrix_bench.py" --hs "$url" --scenario connections --setup-only \
             --state "$out/state-$side-connections.json" "$@" >&2
     done
     stop_servers
     start_servers
 fi
 
-"$PY" "$BENCH/bench_compare.py" --scenario "$scenario" \
+"$CPY" "$BENCH/bench_compare.py" --scenario "$scenario" \
     --a "http://127.0.0.1:$port_a" --a-pid "$a_pid" --a-label tocsin "${a_match[@]}" \
     --b "http://127.0.0.1:$port_b" --b-pid "$b_pid" --b-label synapse "${b_match[@]}" \
     --rounds "$rounds" --out "$out" -- "$@" | tee "$out/table.txt"
