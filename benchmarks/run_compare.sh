@@ -48,7 +48,9 @@ fi
 work="$(mktemp -d /tmp/tocsin-bench.XXXXXX)"
 out="$ROOT/benchmarks/results/$db-$scenario"
 mkdir -p "$out"
-rm -f "$out"/state-*.json "$out"/as-sink-*.json  # setups and sink counts belong to the servers started below
+# Setups, sink counts and earlier runs' round documents belong to other servers (summarize.py takes the median
+# over every <scenario>-<side>-r*.json it finds, so a 1-round run must not sit beside an older run's rounds 2-3).
+rm -f "$out"/state-*.json "$out"/as-sink-*.json "$out/$scenario"-[AB]-r*.json "$out/compare-$scenario.json"
 port_a=18808; port_b=18848
 sink_port_a=18818; sink_port_b=18858
 a_pid=""; b_pid=""; sink_a_pid=""; sink_b_pid=""
