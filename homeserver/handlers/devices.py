@@ -37,20 +37,23 @@ class DeviceHandler:
         if device_id is not None:
             created = await self.store.store_device(user_id, device_id, initial_display_name)
             if created:
-                self._on_created(user_id, device_id)
+                await self._on_created(user_id, device_id)
             return device_id
         for _ in range(10):
             candidate = generate_device_id()
             if await self.store.store_device(user_id, candidate, initial_display_name):
-                self._on_created(user_id, candidate)
+                await self._on_created(user_id, candidate)
                 return candidate
         raise MatrixError(500, "Could not allocate a device ID")
 
-    def _on_created(self, user_id: str, device_id: str) -> None:
+    async def _on_created(self, user_id: str, device_id: str) -> None:
+        # Awaited, not left in the background: the login or registration answers only once the device-list change
+        # is committed. Otherwise a crash could lose it, and while it is in flight it holds back the device_lists
+        # stream's readable position, hiding later changes (the new device's key upload) from other users' /sync.
         e2e = getattr(self.hs, "e2e_keys_handler", None)
         hook = getattr(e2e, "on_device_created", None)
         if hook is not None:
-            _run_in_background(hook(user_id, device_id), "on_device_created")
+            await hook(user_id, device_id)
 
     async def get_devices(self, user_id: str) -> list[dict[str, Any]]:
         """The user's devices as the spec's ``Device`` objects: ``device_id``, ``display_name``,
