@@ -12,12 +12,17 @@ import re
 from homeserver.http.errors import InvalidParamError
 
 MAX_ID_BYTES = 255
-# Historical user IDs: sigil, a non-empty localpart without ':', a non-empty server name.
-_USER_ID_RE = re.compile(r"^@[^:\s]+:[^\s]+$")
+# Server names: a DNS name, an IPv4 address or a bracketed IPv6 literal, then an optional port.
+_SERVER_NAME = r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(?::[0-9]{1,5})?"
+# Historical user IDs: sigil, a non-empty localpart of printable ASCII other than ':' (%x21-39 / %x3B-7E), a
+# server name. No spaces, control characters or non-ASCII: the spec allows none of them, even historically.
+_USER_ID_RE = re.compile(r"^@[\x21-\x39\x3B-\x7E]+:" + _SERVER_NAME + r"\Z")
 
 
 def is_valid_user_id(value: object) -> bool:
-    """True for a string shaped like ``@localpart:server`` of at most 255 bytes."""
+    """True for a user ID of the spec's (historical) grammar, ``@localpart:server_name``, of at most 255 bytes:
+    the localpart printable ASCII without ``:``, the server name a host name, IPv4 or ``[IPv6]`` with an optional
+    port. Spec: Appendices, "Identifier Grammar" ("Historical User IDs", "Server Name")."""
     return (isinstance(value, str) and len(value.encode("utf-8")) <= MAX_ID_BYTES
             and _USER_ID_RE.match(value) is not None)
 

@@ -230,3 +230,25 @@ def test_joined_members_omits_missing_profile_fields(api: Api) -> None:
     assert "avatar_url" not in entry
     assert all(isinstance(v, str) for v in entry.values())
     assert b"null" not in r.body
+
+
+def test_malformed_user_ids_are_refused_and_store_nothing(api: Api) -> None:
+    """Ban, unban, invite, kick and member state name a user by the spec's identifier grammar (printable ASCII
+    localpart without ':', then a server name): anything else is 400 M_INVALID_PARAM and adds no member state."""
+    alice, = users(api, 1)
+    room = alice.create_room()
+    server = alice.user_id.split(":", 1)[1]
+    state_before = sorted(e["event_id"] for e in alice.ok("GET", f"rooms/{q(room)}/state"))
+    bad_ids = [f"@a b:{server}", f"@:{server}", "@a:", f"@a\u0001:{server}", f"@\u00e9t\u00e9:{server}",
+               f"@a:{server} x", "bob"]
+    for bad in bad_ids:
+        for action in ("ban", "unban", "invite", "kick"):
+            r = _post(alice, room, action, {"user_id": bad, "reason": "x"})
+            assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM"), (action, bad, r.status, r.json)
+        r = put_state(alice, room, "m.room.member", {"membership": "ban"}, state_key=bad)
+        assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM"), (bad, r.status, r.json)
+    assert sorted(e["event_id"] for e in alice.ok("GET", f"rooms/{q(room)}/state")) == state_before
+    # A well-formed ID of a user nobody registered may still be banned (pre-emptively), as before.
+    stranger = f"@not-registered-yet:{server}"
+    assert _post(alice, room, "ban", {"user_id": stranger}).status == 200
+    assert membership(alice, room, stranger) == "ban"
