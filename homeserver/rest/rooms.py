@@ -323,7 +323,7 @@ def register_servlets(hs: Any, router: Any) -> None:
     async def messages(request: Any, room_id: str) -> tuple[int, Any]:
         requester = await auth.get_user_by_req(request)
         _check_room_id(room_id)
-        direction = parse_string(request, "dir", default="b", allowed=("b", "f"))
+        direction = parse_string(request, "dir", required=True, allowed=("b", "f"))
         raw_from = parse_string(request, "from")
         raw_to = parse_string(request, "to")
         limit = parse_integer(request, "limit", default=10, minimum=0, maximum=1000)

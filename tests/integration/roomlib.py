@@ -27,7 +27,8 @@ def send_raw(user: User, room_id: str, content: Any, etype: str = "m.room.messag
 
 
 def messages(user: User, room_id: str, **params: Any) -> Response:
-    return user.req("GET", f"rooms/{q(room_id)}/messages", params=params)
+    """``GET /rooms/{room_id}/messages`` with ``params``; ``dir`` (required by the spec) defaults to ``b``."""
+    return user.req("GET", f"rooms/{q(room_id)}/messages", params={"dir": "b", **params})
 
 
 def bodies(events: list[dict[str, Any]]) -> list[str]:

@@ -42,7 +42,7 @@ def test_invitee_cannot_read_state_members_or_history(api: Api) -> None:
         alice.invite(room, bob.user_id)
         for path in ("state", "state/m.room.name/", "state/m.room.name", "members", "joined_members",
                      "messages", f"context/{q(secret)}"):
-            r = bob.req("GET", f"rooms/{q(room)}/{path}")
+            r = bob.req("GET", f"rooms/{q(room)}/{path}", params={"dir": "b"})  # dir: required by /messages
             assert (r.status, r.errcode()) == (403, "M_FORBIDDEN"), (visibility, path, r.status, r.json)
         at = alice.sync()["next_batch"]
         r = bob.req("GET", f"rooms/{q(room)}/members", params={"at": at})
@@ -287,11 +287,11 @@ def test_forgotten_room_history_is_closed(api: Api) -> None:
     bob.join(room)
     msg = alice.send(room, "seen while joined")
     bob.ok("POST", f"rooms/{q(room)}/leave", {})
-    assert bob.req("GET", f"rooms/{q(room)}/messages").status == 200
+    assert bob.req("GET", f"rooms/{q(room)}/messages", params={"dir": "b"}).status == 200
     assert _event(bob, room, msg)["content"]["body"] == "seen while joined"
     bob.ok("POST", f"rooms/{q(room)}/forget", {})
     for path in ("messages", f"context/{q(msg)}", "state", "members", "state/m.room.create/"):
-        r = bob.req("GET", f"rooms/{q(room)}/{path}")
+        r = bob.req("GET", f"rooms/{q(room)}/{path}", params={"dir": "b"})  # dir: required by /messages
         assert (r.status, r.errcode()) == (403, "M_FORBIDDEN"), (path, r.json)
     assert bob.req("GET", f"rooms/{q(room)}/event/{q(msg)}").status == 404
     # Joining again reopens what the room's visibility allows.

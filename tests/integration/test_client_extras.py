@@ -50,6 +50,6 @@ def test_account_threepids_are_empty(api: Api) -> None:
 def test_messages_filter_error_names_the_filter(api: Api) -> None:
     user = register(api)
     room = user.create_room()
-    r = user.req("GET", f"rooms/{q(room)}/messages", params={"filter": '{"limit": -3}'})
+    r = user.req("GET", f"rooms/{q(room)}/messages", params={"dir": "b", "filter": '{"limit": -3}'})
     assert r.status == 400 and r.errcode() == "M_BAD_JSON"
     assert "filter.limit" in r.json["error"] and "room.timeline" not in r.json["error"]

@@ -20,9 +20,9 @@ def test_join_by_id_and_alias(api: Api, homeserver) -> None:
     joined = alice.ok("GET", f"rooms/{q(room)}/joined_members")["joined"]
     assert set(joined) == {alice.user_id, bob.user_id, carol.user_id}
     # Joining twice is a no-op returning the room.
-    before = alice.ok("GET", f"rooms/{q(room)}/messages", params={"limit": 50})["chunk"]
+    before = alice.ok("GET", f"rooms/{q(room)}/messages", params={"dir": "b", "limit": 50})["chunk"]
     assert bob.join(room) == room
-    after = alice.ok("GET", f"rooms/{q(room)}/messages", params={"limit": 50})["chunk"]
+    after = alice.ok("GET", f"rooms/{q(room)}/messages", params={"dir": "b", "limit": 50})["chunk"]
     assert [e["event_id"] for e in after] == [e["event_id"] for e in before]
     r = bob.req("POST", f"join/{q('#missing-x:' + homeserver.server_name)}", {})
     assert (r.status, r.errcode()) == (404, "M_NOT_FOUND")

@@ -78,6 +78,20 @@ def test_messages_backwards_forwards_and_tokens(api: Api) -> None:
     assert tail["chunk"] == [] and "end" not in tail
 
 
+def test_messages_requires_dir(api: Api) -> None:
+    """``dir`` is a required parameter of ``GET /rooms/{roomId}/messages`` (spec v1.3 and later): without it,
+    400 M_MISSING_PARAM; any value but ``b`` or ``f`` is 400 M_INVALID_PARAM."""
+    alice, = users(api, 1)
+    room = alice.create_room()
+    alice.send(room, "only message")
+    r = alice.req("GET", f"rooms/{q(room)}/messages", params={"limit": 5})
+    assert (r.status, r.errcode()) == (400, "M_MISSING_PARAM")
+    assert "dir" in r.json["error"]
+    r = alice.req("GET", f"rooms/{q(room)}/messages", params={"dir": "up"})
+    assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM")
+    assert bodies(alice.ok("GET", f"rooms/{q(room)}/messages", params={"dir": "b"})["chunk"]) == ["only message"]
+
+
 def test_messages_filter(api: Api) -> None:
     alice, bob = users(api, 2)
     room = alice.create_room(preset="public_chat")

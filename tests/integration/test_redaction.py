@@ -34,7 +34,7 @@ def test_redact_own_message(api: Api) -> None:
     assert redaction["type"] == "m.room.redaction"
     assert redaction.get("redacts", redaction["content"].get("redacts")) == target
     # Redacted events stay redacted in /messages and /sync.
-    chunk = alice.ok("GET", f"rooms/{q(room)}/messages", params={"limit": 5})["chunk"]
+    chunk = alice.ok("GET", f"rooms/{q(room)}/messages", params={"dir": "b", "limit": 5})["chunk"]
     assert next(e for e in chunk if e["event_id"] == target)["content"] == {}
     tl = alice.sync()["rooms"]["join"][room]["timeline"]["events"]
     assert all(e["content"] == {} for e in tl if e["event_id"] == target)
