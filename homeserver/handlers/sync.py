@@ -18,6 +18,8 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
+from twisted.internet import task
+
 from homeserver.events import Event
 from homeserver.handlers.filtering import Filter
 from homeserver.http.auth import Requester
@@ -41,6 +43,10 @@ class SyncConfig:
     filter: Filter
     since: StreamToken | None
     full_state: bool = False
+
+
+# How often a long-poll woken by a change beyond the readable position looks again (s).
+_UNREADABLE_POLL_S = 0.005
 
 
 class SyncHandler:
@@ -90,6 +96,24 @@ class SyncHandler:
                 now2 = self.hs.stream_positions.current_token()
                 if not now2.is_after(now):
                     return json.loads(kept)
+            elif not await self._wait_until_readable(now, deadline):
+                return json.loads(kept)
+
+    async def _wait_until_readable(self, now: StreamToken, deadline: float) -> bool:
+        """After a wake-up, wait until the sync token moves past ``now``; False if ``deadline`` (clock seconds)
+        comes first.
+
+        Positions are allocated in order but may commit out of order: the notifier can announce a change at a
+        position the token cannot reach yet, because a lower one is still in flight. Rebuilding before the token
+        moves would find nothing, be woken by the same announcement and rebuild again; with every read served
+        from cache that loop would never yield to the reactor, so the in-flight write could not finish. Polls
+        every ``_UNREADABLE_POLL_S`` seconds instead (such windows last a transaction's commit).
+        """
+        while not self.hs.stream_positions.current_token().is_after(now):
+            if self.hs.clock.seconds() >= deadline:
+                return False
+            await task.deferLater(self.hs.clock, _UNREADABLE_POLL_S, lambda: None)
+        return True
 
     async def build(self, config: SyncConfig, now: StreamToken) -> dict[str, Any]:
         """One ``/sync`` response body (``next_batch``, ``rooms``, ``account_data``, ``to_device``, ``device_lists``,
