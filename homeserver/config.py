@@ -17,6 +17,7 @@ from typing import Any, Callable
 import yaml
 
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+from homeserver.types import is_valid_server_name
 
 
 class ConfigError(Exception):
@@ -24,7 +25,6 @@ class ConfigError(Exception):
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)[bB]?\s*$")
-_SERVER_NAME_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$")
 
 
 def parse_size(value: Any, key: str) -> int:
@@ -289,7 +289,7 @@ def parse_config(raw: Any, config_dir: str) -> HomeserverConfig:
     if unknown:
         raise ConfigError(f"unknown configuration key(s): {', '.join(sorted(unknown))}")
     server_name = raw.get("server_name")
-    if not isinstance(server_name, str) or not _SERVER_NAME_RE.match(server_name):
+    if not is_valid_server_name(server_name):
         raise ConfigError(f"server_name: must be a host name with an optional port, got {server_name!r}")
     signing_key_path = raw.get("signing_key_path")
     _expect(signing_key_path, str, "signing_key_path")
@@ -382,7 +382,7 @@ def generate_config_yaml(
     ``database_url`` is ``postgresql://user@host:port/dbname`` for PostgreSQL; otherwise SQLite in ``data_dir``.
     Raises ConfigError for a malformed server name or database URL.
     """
-    if not _SERVER_NAME_RE.match(server_name):
+    if not is_valid_server_name(server_name):
         raise ConfigError(f"--server-name: {server_name!r} is not a valid server name")
     if database_url:
         database: dict[str, Any] = {"name": "psycopg2", "args": parse_database_url(database_url)}

@@ -13,10 +13,17 @@ from homeserver.http.errors import InvalidParamError
 
 MAX_ID_BYTES = 255
 # Server names: a DNS name, an IPv4 address or a bracketed IPv6 literal, then an optional port.
-_SERVER_NAME = r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(?::[0-9]{1,5})?"
+SERVER_NAME_PATTERN = r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9A-Za-z.-]{1,255})(?::[0-9]{1,5})?"
+_SERVER_NAME_RE = re.compile(SERVER_NAME_PATTERN + r"\Z")
 # Historical user IDs: sigil, a non-empty localpart of printable ASCII other than ':' (%x21-39 / %x3B-7E), a
 # server name. No spaces, control characters or non-ASCII: the spec allows none of them, even historically.
-_USER_ID_RE = re.compile(r"^@[\x21-\x39\x3B-\x7E]+:" + _SERVER_NAME + r"\Z")
+_USER_ID_RE = re.compile(r"^@[\x21-\x39\x3B-\x7E]+:" + SERVER_NAME_PATTERN + r"\Z")
+
+
+def is_valid_server_name(value: object) -> bool:
+    """True for a server name of the spec's grammar: a host name, IPv4 address or ``[IPv6]`` literal, then an
+    optional ``:port``. Spec: Appendices, "Server Name"."""
+    return isinstance(value, str) and _SERVER_NAME_RE.match(value) is not None
 
 
 def is_valid_user_id(value: object) -> bool:

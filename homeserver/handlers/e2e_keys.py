@@ -25,6 +25,7 @@ from homeserver.storage.device_lists import DeviceListStore
 from homeserver.storage.e2e_keys import E2EKeyStore
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.streams import StreamToken
+from homeserver.types import is_valid_user_id, server_name_of
 
 logger = logging.getLogger(__name__)
 
@@ -595,6 +596,4 @@ def _public_of(key: JsonDict | None) -> str | None:
 
 def _server_of(user_id: Any) -> str | None:
     """The server name of a user ID, or None if it is not a user ID."""
-    if not isinstance(user_id, str) or not user_id.startswith("@") or ":" not in user_id:
-        return None
-    return user_id.split(":", 1)[1]
+    return server_name_of(user_id) if is_valid_user_id(user_id) else None

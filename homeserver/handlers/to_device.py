@@ -11,6 +11,7 @@ from typing import Any
 from canonicaljson import encode_canonical_json
 
 from homeserver.http.errors import BadJsonError, InvalidParamError, TooLargeError
+from homeserver.types import is_valid_user_id
 
 JsonDict = dict[str, Any]
 
@@ -43,7 +44,7 @@ class ToDeviceHandler:
         local: dict[str, dict[str, Any]] = {}
         total = 0
         for user_id, by_device in messages.items():
-            if not isinstance(user_id, str) or not user_id.startswith("@") or ":" not in user_id:
+            if not is_valid_user_id(user_id):
                 raise InvalidParamError(f"Invalid user ID {user_id!r} in messages")
             if not isinstance(by_device, dict):
                 raise BadJsonError(f"messages.{user_id} must map device IDs to message contents")

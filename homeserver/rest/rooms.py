@@ -28,7 +28,7 @@ from homeserver.http.server import (
 )
 from homeserver.handlers.event_validation import validate_event_id, validate_state_content
 from homeserver.streams import StreamToken
-from homeserver.types import is_valid_user_id
+from homeserver.types import parse_user_id
 
 MEMBERSHIPS = ("invite", "join", "leave", "ban", "knock")
 # timestamp_to_event: events examined at most while skipping ones the user may not see, and events sharing one
@@ -45,9 +45,7 @@ def _check_room_id(room_id: str) -> None:
 def _check_user_id(user_id: Any, name: str = "user_id") -> str:
     if not isinstance(user_id, str):
         raise (MissingParamError if user_id is None else BadJsonError)(f"'{name}' must be a user ID")
-    if not is_valid_user_id(user_id):
-        raise InvalidParamError(f"'{name}' is not a valid user ID")
-    return user_id
+    return parse_user_id(user_id, f"user ID ('{name}')")
 
 
 def parse_event_filter(request: Any, name: str = "filter") -> Any:
