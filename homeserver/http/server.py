@@ -275,12 +275,20 @@ class MatrixRequest(server.Request):
 
 
 class _Route:
-    __slots__ = ("pattern", "methods", "name")
+    __slots__ = ("pattern", "methods", "name", "segment")
 
     def __init__(self, pattern: re.Pattern[str], name: str) -> None:
         self.pattern = pattern
         self.methods: dict[bytes, Handler] = {}
         self.name = name
+        self.segment: str | None = None
+
+
+_CLIENT_PATH = "/_matrix/client/"
+# A client-API route pattern whose version is a literal or a group of literals (``v1``, ``(?:r0|v3)``) and whose
+# next segment is a literal: group 1 is that segment (``sync`` in ``/_matrix/client/(?:r0|v3)/sync``). Such a route
+# matches only paths whose fifth "/"-separated part is exactly that segment.
+_CLIENT_ROUTE_SEGMENT = re.compile(r"/_matrix/client/(?:[A-Za-z0-9_]+|\(\?:[A-Za-z0-9_|]+\))/([A-Za-z0-9_\-]+)(?:/|$)")
 
 
 class JsonRouter(resource.Resource):
@@ -296,6 +304,11 @@ class JsonRouter(resource.Resource):
         self.hs = hs
         self._routes: list[_Route] = []
         self._by_pattern: dict[str, _Route] = {}
+        # Candidate routes by a client-API path's first segment after the version (see _candidates); built at the
+        # first request, dropped by register().
+        self._by_segment: dict[str, list[_Route]] | None = None
+        self._client_unkeyed: list[_Route] = []
+        self._other: list[_Route] = []
 
     def register(self, methods: str | Iterable[str], pattern: str, handler: Handler, name: str | None = None) -> None:
         """Route ``methods`` on paths fully matching ``pattern`` (a regex on the percent-encoded path; named
@@ -305,8 +318,11 @@ class JsonRouter(resource.Resource):
         route = self._by_pattern.get(pattern)
         if route is None:
             route = _Route(re.compile("^" + pattern + "$"), name or handler.__qualname__)
+            key = _CLIENT_ROUTE_SEGMENT.match(pattern)
+            route.segment = key.group(1) if key else None
             self._by_pattern[pattern] = route
             self._routes.append(route)
+            self._by_segment = None
         for method in methods:
             route.methods[method.upper().encode("ascii")] = handler
             if method.upper() == "GET":
@@ -335,7 +351,7 @@ class JsonRouter(resource.Resource):
 
         Raises UnrecognizedRequestError (404) for no match, InvalidParamError (400) for a NUL in a parameter.
         """
-        for route in self._routes:
+        for route in self._candidates(path):
             match = route.pattern.match(path)
             if match:
                 kwargs = {k: _unquote_path_param(v) for k, v in match.groupdict().items() if v is not None}
@@ -344,6 +360,32 @@ class JsonRouter(resource.Resource):
                     raise InvalidParamError("NUL characters are not allowed in the path")
                 return route, kwargs
         raise UnrecognizedRequestError("Unrecognized request")
+
+    def _candidates(self, path: str) -> list[_Route]:
+        """The routes that can match ``path``, in registration order (the first match wins, as in a scan of all).
+
+        A route whose pattern starts with ``/_matrix/client/`` only matches client-API paths, and one that also
+        names the segment after the version literally (``/_matrix/client/(?:r0|v3)/sync``) only paths with that
+        segment. So a request is tried against the routes that can match it, not all hundred-odd: a /sync two
+        regexes instead of thirty.
+        """
+        index = self._by_segment
+        if index is None:
+            index = self._build_index()
+        if path.startswith(_CLIENT_PATH):
+            parts = path.split("/", 5)
+            if len(parts) > 4:
+                return index.get(parts[4], self._client_unkeyed)
+            return self._client_unkeyed
+        return self._other
+
+    def _build_index(self) -> dict[str, list[_Route]]:
+        client = [r for r in self._routes if r.pattern.pattern.startswith("^" + _CLIENT_PATH)]
+        self._client_unkeyed = [r for r in client if r.segment is None]
+        self._other = [r for r in self._routes if r not in client]
+        self._by_segment = {segment: [r for r in client if r.segment in (None, segment)]
+                            for segment in {r.segment for r in client if r.segment is not None}}
+        return self._by_segment
 
     async def _dispatch(self, request: MatrixRequest) -> None:
         path = request.path.decode("ascii", "replace")
@@ -451,14 +493,17 @@ def _reject_constant(value: str) -> Any:
     raise BadJsonError(f"Bad JSON value: {value}")
 
 
+# One decoder for every request body (``json.loads`` with an option builds a new one per call).
+_request_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json_value(request: MatrixRequest) -> Any:
     """The request body as JSON (any type). Raises NotJsonError (400 ``M_NOT_JSON``) for bodies that are not JSON,
     including ``NaN``/``Infinity`` and invalid UTF-8."""
     request.content.seek(0)
     raw = request.content.read()
     try:
-        text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant)
+        return _request_decoder.decode(raw.decode("utf-8"))
     except BadJsonError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
