@@ -11,11 +11,14 @@ rounds="${1:-1}"
 shift $(( $# < 1 ? $# : 1 ))
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(latency throughput fanout initial_sync connections)
+# The disk's fsync latency before and after: every commit waits for it (see disk_probe.py).
+python3 "$ROOT/benchmarks/disk_probe.py" > "$ROOT/benchmarks/results/disk-before.json"
 for db in sqlite postgres; do
     for s in "${scenarios[@]}"; do
         echo "=== $db $s ($(date -u +%H:%M:%S))" >&2
         "$ROOT/benchmarks/run_compare.sh" "$s" "$db" "$rounds" || echo "=== $db $s FAILED" >&2
     done
 done
+python3 "$ROOT/benchmarks/disk_probe.py" > "$ROOT/benchmarks/results/disk-after.json"
 python3 "$ROOT/benchmarks/summarize.py" > "$ROOT/benchmarks/results/summary.md"
 echo "table: benchmarks/results/summary.md (copy into benchmarks/RESULTS.md with the notes)" >&2

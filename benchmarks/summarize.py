@@ -126,6 +126,12 @@ def main() -> int:
                 met = "" if check is None else ("yes" if check(ratio, a) else "NO")
                 print(f"| {db} | {scenario} | {label} | {_fmt(a)} | {_fmt(b)} | {_fmt(ratio)} | {target} | {met} "
                       f"| {load} |")
+    for when in ("before", "after"):
+        disk = _load(os.path.join(results, f"disk-{when}.json"))
+        if disk is not None:
+            print(f"\nDisk fsync latency {when} the runs (benchmarks/disk_probe.py, {disk['count']} syncs of 8 KiB in "
+                  f"{disk['directory']}): p50 {disk['p50_ms']} ms, p99 {disk['p99_ms']} ms, p99.9 {disk['p999_ms']} ms, "
+                  f"max {disk['max_ms']} ms, {disk['over_50ms']} over 50 ms.")
     return 0
 
 
