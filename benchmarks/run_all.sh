@@ -4,7 +4,7 @@
 #
 #   SYNAPSE_VENV=/work/synapse-venv benchmarks/run_all.sh [ROUNDS] [scenario...]
 #
-# ROUNDS (default 1) rounds per scenario; scenarios default to all five. Takes about an hour on a 2-core machine.
+# ROUNDS (default 1) rounds per scenario; scenarios default to all five. Takes about half an hour per round on a 2-core machine.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rounds="${1:-1}"
