@@ -49,6 +49,33 @@ def _check_string(value: str, path: str, what: str) -> None:
         raise BadJsonError(f"{what} at {path} contains an unpaired UTF-16 surrogate") from None
 
 
+def check_no_lone_surrogates(obj: Any, path: str = "body") -> None:
+    """Check that no string or object key in the JSON value ``obj`` holds an unpaired UTF-16 surrogate.
+
+    ``json.loads`` turns a ``"\\ud800"`` escape without its partner into a lone surrogate: a Python ``str`` with no
+    UTF-8 form, which no database column, reply or signature can hold. Request bodies are checked once when
+    parsed (see ``homeserver.http.server.parse_json_value``) so that no handler ever sees one.
+
+    Raises:
+        BadJsonError: 400 ``M_BAD_JSON`` naming the offending path (``body.a.b[3]``).
+    """
+    stack: list[tuple[Any, str]] = [(obj, path)]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            _check_string(value, where, "String")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str):
+                    _check_string(key, f"{where}.{key!r}", "Key")
+                if isinstance(item, (str, dict, list)):
+                    stack.append((item, f"{where}.{key}"))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, (str, dict, list)):
+                    stack.append((item, f"{where}[{index}]"))
+
+
 def validate_canonical_json(obj: Any, path: str = "content") -> None:
     """Check that ``obj`` is representable in strict canonical JSON (room versions 6+).
 

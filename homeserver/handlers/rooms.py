@@ -127,6 +127,7 @@ class RoomCreationHandler:
             initial_state.append((ev["type"], ev.get("state_key", ""), ev["content"]))
         for key in ("name", "topic"):
             if key in body:
+                validate_state_content(f"m.room.{key}", {key: body[key]})
                 check_content_fits({key: body[key]}, f"'{key}'")
         if "creation_content" in body:
             validate_creation_content(body["creation_content"])
@@ -167,6 +168,10 @@ class RoomCreationHandler:
         if alias is not None:
             planned.append(("m.room.canonical_alias", ""))
         _check_initial_power_levels(creator, power_levels, planned, bool(invite))
+        # Everything the events will carry is checked above, before the first write: a refused request must not
+        # leave a half-created room behind.
+        validate_canonical_json(power_levels, "power_level_content_override")
+        check_content_fits(power_levels, "'power_level_content_override'")
 
         room_id = self._new_room_id()
         # The alias is reserved before anything is created, so of concurrent requests for it only one creates

@@ -20,6 +20,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 
+from homeserver.events.canonical import check_no_lone_surrogates
 from homeserver.http.errors import (
     BadJsonError,
     Codes,
@@ -429,9 +430,19 @@ class JsonRouter(resource.Resource):
 
     @staticmethod
     def _respond(request: MatrixRequest, code: int, body: Any) -> None:
+        """Write ``body`` as the JSON reply with status ``code`` and finish the request. Always finishes it: a body
+        JSON cannot hold (an error message echoing a lone surrogate, a NaN) is sent ASCII-escaped, or as a 500
+        when even that fails, rather than leaving the client waiting forever."""
         if request.finished or request._disconnected:
             return
-        data = encode_json(body)
+        try:
+            data = encode_json(body)
+        except UnicodeEncodeError:
+            # "\ud800" escapes are valid JSON text for what the client itself sent.
+            data = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+        except Exception:  # noqa: BLE001 - the reply must still be finished
+            logger.error("reply body for %s is not JSON\n%s", request.servlet_name, Failure().getTraceback())
+            code, data = 500, b'{"errcode":"M_UNKNOWN","error":"Internal server error"}'
         request.setResponseCode(code)
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Content-Length", str(len(data)).encode())
@@ -493,21 +504,30 @@ def _reject_constant(value: str) -> Any:
     raise BadJsonError(f"Bad JSON value: {value}")
 
 
+# A JSON escape of a UTF-16 surrogate (paired or not): U+D800..U+DFFF.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
 # One decoder for every request body (``json.loads`` with an option builds a new one per call).
 _request_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_json_value(request: MatrixRequest) -> Any:
     """The request body as JSON (any type). Raises NotJsonError (400 ``M_NOT_JSON``) for bodies that are not JSON,
-    including ``NaN``/``Infinity`` and invalid UTF-8."""
+    including ``NaN``/``Infinity`` and invalid UTF-8, and BadJsonError (400 ``M_BAD_JSON``) for a string or key
+    holding an unpaired UTF-16 surrogate (``"\\ud800"``), which no store or reply could hold."""
     request.content.seek(0)
     raw = request.content.read()
     try:
-        return _request_decoder.decode(raw.decode("utf-8"))
+        value = _request_decoder.decode(raw.decode("utf-8"))
     except BadJsonError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise NotJsonError(f"Content not JSON: {e.__class__.__name__}") from e
+    # Strict UTF-8 decoding already refused encoded surrogates; only a "\uD800"-style escape can make one, so
+    # the walk runs only for bodies that hold such an escape.
+    if _SURROGATE_ESCAPE.search(raw) is not None:
+        check_no_lone_surrogates(value)
+    return value
 
 
 def parse_json_object(request: MatrixRequest, allow_empty_body: bool = False) -> JsonDict:

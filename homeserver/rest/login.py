@@ -89,8 +89,10 @@ def register_servlets(hs: Any, router: Any) -> None:
         # Spec "Refreshing access tokens": this server never issues refresh tokens (login and register ignore
         # refresh_token: true), so no refresh token can be valid.
         body = parse_json_object(request)
-        if not isinstance(body.get("refresh_token"), str):
+        if "refresh_token" not in body:
             raise MissingParamError("Missing refresh_token")
+        if not isinstance(body["refresh_token"], str):
+            raise BadJsonError("refresh_token must be a string")
         raise UnknownTokenError("Refresh tokens are not issued by this server")
 
     router.register("GET", CLIENT_PREFIX + r"/login", get_flows, "login_flows")

@@ -145,8 +145,10 @@ async def _register_appservice_user(hs: Any, request: Any, body: JsonDict) -> tu
     if username is None:
         raise MissingParamError("Missing params: username")
     username = username.lower()
+    # Checked before the account exists: a refused request must create nothing.
+    device_id = _optional_str(body, "device_id", 512)
+    display_name = _optional_str(body, "initial_device_display_name", 512)
+    inhibit_login = _optional_bool(body, "inhibit_login")
     appservice_id = await check(request, username)
     user_id = await hs.registration_handler.register_user(username, None, appservice_id=appservice_id)
-    return 200, await _login_reply(hs, user_id, _optional_str(body, "device_id", 512),
-                                   _optional_str(body, "initial_device_display_name", 512),
-                                   _optional_bool(body, "inhibit_login"))
+    return 200, await _login_reply(hs, user_id, device_id, display_name, inhibit_login)

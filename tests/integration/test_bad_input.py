@@ -317,3 +317,87 @@ def test_over_long_or_unparseable_requests_get_a_matrix_error(api: Api) -> None:
     ok = _raw_exchange(api.base_url, b"GET /_matrix/client/versions?x=" + b"a" * 15000
                        + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert ok.startswith(b"HTTP/1.1 200"), ok[:100]
+
+
+_LONE = "\ud800"  # json.dumps writes it as the escape "\ud800": valid JSON text, no UTF-8 form once parsed
+
+
+def test_lone_surrogates_anywhere_in_a_body_are_400_and_change_nothing(api: Api) -> None:
+    """A ``"\\ud800"`` escape without its partner is refused with 400 ``M_BAD_JSON`` by every endpoint, wherever
+    it sits in the body (values and keys, nested), and nothing is written; the reply is never lost, even where the
+    error message would echo the value (that used to leave the request unanswered)."""
+    alice = register(api)
+    room = alice.create_room(name="kept")
+    profile = alice.ok("GET", f"profile/{q(alice.user_id)}")
+    rooms = alice.ok("GET", "joined_rooms")["joined_rooms"]
+    taken = "u" + alice.user_id[2:12] + "x"
+    authed = [
+        ("POST", "createRoom", {"name": _LONE}),
+        ("POST", "createRoom", {"topic": "t", "invite": [_LONE]}),
+        ("POST", "createRoom", {"room_alias_name": _LONE}),
+        ("POST", "createRoom", {"initial_state": [{"type": "m.room.topic", "state_key": _LONE,
+                                                   "content": {"topic": "x"}}]}),
+        ("POST", "createRoom", {"power_level_content_override": {"events": {_LONE: 50}}}),
+        ("PUT", f"profile/{q(alice.user_id)}/displayname", {"displayname": _LONE}),
+        ("PUT", f"profile/{q(alice.user_id)}/avatar_url", {"avatar_url": "mxc://x/" + _LONE}),
+        ("PUT", f"presence/{q(alice.user_id)}/status", {"presence": "online", "status_msg": _LONE}),
+        ("PUT", f"user/{q(alice.user_id)}/account_data/org.example", {"k": {"deep": [_LONE]}}),
+        ("PUT", f"user/{q(alice.user_id)}/account_data/org.example", {_LONE: 1}),
+        ("POST", f"user/{q(alice.user_id)}/filter", {"room": {"rooms": [_LONE]}}),
+        ("POST", "user_directory/search", {"search_term": _LONE}),
+        ("PUT", f"devices/{q(alice.device_id)}", {"display_name": _LONE}),
+        ("POST", "keys/query", {"device_keys": {_LONE: []}}),
+        ("POST", "keys/claim", {"one_time_keys": {alice.user_id: {_LONE: "signed_curve25519"}}}),
+        ("PUT", "sendToDevice/m.test/t1", {"messages": {_LONE: {"*": {}}}}),
+        ("PUT", "pushrules/global/content/r1", {"pattern": _LONE, "actions": ["notify"]}),
+        ("POST", "pushers/set", {"kind": "http", "app_id": _LONE, "pushkey": "k", "app_display_name": "a",
+                                 "device_display_name": "d", "lang": "en", "data": {"url": "http://x/"}}),
+        ("POST", f"rooms/{q(room)}/report/$e", {"reason": _LONE}),
+        ("POST", "room_keys/version", {"algorithm": _LONE, "auth_data": {}}),
+        ("PUT", f"rooms/{q(room)}/state/m.room.name/", {"name": _LONE}),
+    ]
+    for method, path, body in authed:
+        r = alice.req(method, path, body, timeout=20)
+        assert (r.status, r.errcode()) == (400, "M_BAD_JSON"), (method, path, r.status, r.json)
+        assert "surrogate" in r.json["error"], r.json
+    unauthenticated = [
+        ("POST", "/login", {"type": _LONE}),
+        ("POST", "/login", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": _LONE},
+                            "password": "x"}),
+        ("POST", "/register", {"username": taken, "password": _LONE, "auth": {"type": "m.login.dummy"}}),
+        ("POST", "/register", {"username": taken, "password": "pw", "device_id": _LONE,
+                               "auth": {"type": "m.login.dummy"}}),
+        ("POST", "/register", {"username": taken, "password": "pw", "initial_device_display_name": _LONE,
+                               "auth": {"type": "m.login.dummy"}}),
+    ]
+    for method, path, body in unauthenticated:
+        r = api.request(method, CS + path, body, timeout=20)
+        assert (r.status, r.errcode()) == (400, "M_BAD_JSON"), (path, body, r.status, r.json)
+    # Nothing was written: no account, no room, same profile, no account data, no filter-free side effects.
+    assert api.request("GET", CS + "/register/available", params={"username": taken}).status == 200
+    assert alice.ok("GET", "joined_rooms")["joined_rooms"] == rooms
+    assert alice.ok("GET", f"profile/{q(alice.user_id)}") == profile
+    assert alice.req("GET", f"user/{q(alice.user_id)}/account_data/org.example").status == 404
+    assert alice.ok("GET", f"rooms/{q(room)}/state/m.room.name/") == {"name": "kept"}
+    # A properly paired surrogate escape is just a character outside the BMP, and fine.
+    alice.ok("PUT", f"profile/{q(alice.user_id)}/displayname", {"displayname": "pager \ud83d\udcdf"})
+    assert alice.ok("GET", f"profile/{q(alice.user_id)}/displayname")["displayname"] == "pager \U0001F4DF"
+
+
+def test_create_room_with_out_of_range_power_levels_creates_nothing(api: Api) -> None:
+    """``power_level_content_override`` values the event could never hold (integers beyond +-(2**53 - 1)) are
+    refused before the room exists, not after its create event and the creator's join."""
+    alice = register(api)
+    rooms = alice.ok("GET", "joined_rooms")["joined_rooms"]
+    for override in ({"users_default": 2**53 + 1}, {"users": {alice.user_id: 100, "@b:test.local": -2**60}},
+                     {"events": {"m.room.name": 2**53}}, {"notifications": {"room": 2**70}}):
+        r = alice.req("POST", "createRoom", {"power_level_content_override": override})
+        assert r.status == 400 and r.errcode() in ("M_BAD_JSON", "M_INVALID_ROOM_STATE"), (override, r.json)
+    assert alice.ok("GET", "joined_rooms")["joined_rooms"] == rooms
+
+
+def test_refresh_with_a_non_string_token_is_a_type_error(api: Api) -> None:
+    r = api.request("POST", CS + "/refresh", {"refresh_token": 5})
+    assert (r.status, r.errcode()) == (400, "M_BAD_JSON"), r.json
+    r = api.request("POST", CS + "/refresh", {})
+    assert (r.status, r.errcode()) == (400, "M_MISSING_PARAM"), r.json
