@@ -14,9 +14,10 @@ from typing import Any
 from urllib.parse import quote
 
 from twisted.internet import defer
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool
 
 from homeserver.appservice.registration import ApplicationService
+from homeserver.http.client import make_agent
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class AppServiceApi:
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 4
         pool.retryAutomatically = False  # a transaction PUT is retried by the sender, with the same txn_id
-        self._client = treq.client.HTTPClient(Agent(reactor, pool=pool))
+        self._client = treq.client.HTTPClient(make_agent(reactor, pool))
 
     async def _call(self, service: ApplicationService, method: str, path: str, body: Any,
                     timeout_s: float) -> AppServiceResponse:

@@ -128,6 +128,7 @@ class PusherHandler:
         for pusher in self.store.get_all_pushers_sync():
             self._pushers.setdefault(pusher.user_id, {})[(pusher.app_id, pusher.pushkey)] = pusher
         self._senders: dict[PusherKey, _PusherSender] = {}
+        self._http_client: Any = None
         pending = self.store.get_pusher_keys_with_pending_sync()
         if pending:
             # After a restart: resend what the gateway never accepted, once the reactor runs.
@@ -272,15 +273,22 @@ class PusherHandler:
     async def deliver(self, pusher: Pusher, push: PendingPush) -> str:
         """Post one push. Returns ``"sent"``, ``"rejected"`` (gateway rejected the pushkey), ``"dropped"``
         (too old, or a 4xx answer that a retry cannot fix) or ``"retry"`` (network error, 5xx, 429)."""
-        import treq
+        if self._http_client is None:
+            import treq.client
+            from twisted.web.client import HTTPConnectionPool
 
+            from homeserver.http.client import make_agent
+
+            # One persistent pool for every push gateway (a handful per server, usually one).
+            self._http_client = treq.client.HTTPClient(
+                make_agent(self.hs.reactor, HTTPConnectionPool(self.hs.reactor, persistent=True)))
         now_ms = int(self.clock.seconds() * 1000)
         if now_ms - push.created_ts > MAX_PUSH_AGE_MS:
             pushes_sent.labels("expired").inc()
             return "dropped"
         body = {"notification": await self.build_notification(pusher, push)}
         try:
-            response = await treq.post(
+            response = await self._http_client.post(
                 pusher.data["url"], data=json.dumps(body).encode("utf-8"),
                 headers={b"Content-Type": [b"application/json"]}, timeout=REQUEST_TIMEOUT_S)
             code = response.code

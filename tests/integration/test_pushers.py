@@ -6,6 +6,7 @@ The gateway is a stdlib HTTP server on 127.0.0.1 implementing ``POST /_matrix/pu
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ import pytest
 from tests.integration.pushlib import room_with, wait_for
 from tests.support.client import Api, User, register
 from tests.support.server import HomeserverProcess
+from tests.support.tls import make_pki
 
 APP_ID = "org.example.oncall.android"
 
@@ -23,7 +25,7 @@ APP_ID = "org.example.oncall.android"
 class PushGateway:
     """Records every notify request; answers 200 (optionally rejecting pushkeys) or 500 during an outage."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.lock = threading.Lock()
         self.accepted: list[dict[str, Any]] = []
         self.failed = 0
@@ -56,7 +58,12 @@ class PushGateway:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/_matrix/push/v1/notify"
+        port = self.server.server_address[1]
+        if tls is None:
+            self.url = f"http://127.0.0.1:{port}/_matrix/push/v1/notify"
+        else:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{port}/_matrix/push/v1/notify"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -221,3 +228,40 @@ def test_restart_during_gateway_outage_delivers_each_push_once(fresh_homeserver:
     with gateway.lock:
         order = [n["event_id"] for n in gateway.accepted]
     assert order == [first, second, third]
+
+
+def _mapped(pid: int, fragment: str) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return any(fragment in line for line in f)
+
+
+def test_https_gateway_loads_tls_on_first_use(fresh_homeserver: HomeserverProcess, tmp_path: Any) -> None:
+    """The server starts without pyOpenSSL and cryptography (``homeserver.http.tls_gate``), and still pushes to
+    an ``https://`` gateway, verifying its certificate (a private CA the process trusts through
+    ``SSL_CERT_FILE``); a gateway whose certificate it cannot verify gets nothing."""
+    pki = make_pki(str(tmp_path / "pki"))
+    fresh_homeserver.env["SSL_CERT_FILE"] = pki.ca_pem
+    fresh_homeserver.start()
+    assert fresh_homeserver.proc is not None
+    pid = fresh_homeserver.proc.pid
+    api = Api(fresh_homeserver.base_url)
+    alice, (bob,), room = room_with(api)
+    assert not _mapped(pid, "cryptography/hazmat/bindings"), "TLS was loaded at start-up"
+    gateway = PushGateway(tls=pki.server_context())
+    untrusted_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    other = make_pki(str(tmp_path / "other"))  # same host name, signed by a CA the server does not trust
+    untrusted_ctx.load_cert_chain(other.cert_pem, other.key_pem)
+    untrusted = PushGateway(tls=untrusted_ctx)
+    try:
+        bob.ok("POST", "pushers/set", pusher_body(gateway.url, "pk-tls"))
+        bob.ok("POST", "pushers/set", pusher_body(untrusted.url, "pk-untrusted", append=True))
+        event_id = alice.send(room, "disk full on db-1")
+        (got,) = wait_for(lambda: gateway.for_event(event_id), what="the push over https")
+        assert got["room_id"] == room
+        assert [d["pushkey"] for d in got["devices"]] == ["pk-tls"]
+        assert _mapped(pid, "cryptography/hazmat/bindings")
+        time.sleep(1.0)
+        assert untrusted.for_event(event_id) == []
+    finally:
+        gateway.close()
+        untrusted.close()

@@ -123,6 +123,7 @@ class HomeserverProcess:
     pg_args: dict[str, Any] | None = None
     extra_config: dict[str, Any] = field(default_factory=dict)
     log_path: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # added to the process's environment
 
     @property
     def base_url(self) -> str:
@@ -167,7 +168,7 @@ class HomeserverProcess:
             self.write_config()
         self.log_path = os.path.join(self.data_dir, "homeserver.log")
         log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "homeserver", "run", "-c", self.config_path],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
