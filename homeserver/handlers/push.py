@@ -56,10 +56,7 @@ _USER_DEPENDENT_RULES = frozenset({
 
 
 def _build_ruleset(user_id: str, rules: list[JsonDict], overrides: dict[str, JsonDict]) -> PushRuleset:
-    ruleset = PushRuleset(user_id, rules, overrides)
-    # Marks the fast path of PushHandler.prepare: the ruleset is exactly the server defaults.
-    ruleset.defaults_only = not rules and not overrides  # type: ignore[attr-defined]
-    return ruleset
+    return PushRuleset(user_id, rules, overrides)
 
 
 def thread_id_of(event: Event) -> str:
@@ -338,7 +335,7 @@ class PushHandler:
         for user_id in targets:
             ruleset = rulesets[user_id]
             rules = ruleset.evaluation_rules()
-            if getattr(ruleset, "defaults_only", False):
+            if ruleset.defaults_only:
                 rule = evaluator.match([rules[j] for j in dependent], user_id, names.get(user_id)) \
                     if dependent else None
                 actions = rule["actions"] if rule is not None else template_actions

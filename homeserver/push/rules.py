@@ -13,7 +13,7 @@ rules. Everything here is pure; the store and the ``/pushrules`` servlets call i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from homeserver.http.errors import (
@@ -43,7 +43,7 @@ _CONDITION_PARAMS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = 
 _MAX_SAFE_INT = 2**53 - 1
 
 
-@dataclass
+@dataclass(slots=True)
 class PushRule:
     """One push rule of a user's ruleset.
 
@@ -151,7 +151,7 @@ def _share_unchanged_parts(rule: dict[str, Any]) -> tuple[list[Any], list[dict[s
     return actions, conditions
 
 
-@dataclass
+@dataclass(slots=True)
 class PushRuleset:
     """The merged ``global`` ruleset of one user. Build it, then read it; it is not mutated after construction.
 
@@ -168,12 +168,22 @@ class PushRuleset:
     """
 
     user_id: str
-    user_rules: Iterable[Mapping[str, Any]] = ()
-    default_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    user_rules: InitVar[Iterable[Mapping[str, Any]]] = ()
+    default_overrides: InitVar[Mapping[str, Mapping[str, Any]] | None] = None
+    # Built by __post_init__: {kind: rules in priority order} (tuples: a cached ruleset is never changed).
+    _by_kind: dict[str, tuple[PushRule, ...]] = field(init=False, repr=False, compare=False)
+    _evaluation_rules: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
+    #: True when the user has no rules of their own and changed no default rule: the ruleset is exactly the
+    #: server defaults (PushHandler evaluates such rulesets together).
+    defaults_only: bool = field(default=False, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, user_rules: Iterable[Mapping[str, Any]],
+                      default_overrides: Mapping[str, Mapping[str, Any]] | None) -> None:
+        # Neither argument is kept: the rules are copied into PushRules (a cached ruleset holds nothing twice).
+        default_overrides = default_overrides or {}
         own: dict[str, list[PushRule]] = {kind: [] for kind in KINDS}
-        indexed = list(enumerate(self.user_rules))
+        indexed = list(enumerate(user_rules))
+        self.defaults_only = not indexed and not default_overrides
         indexed.sort(key=lambda pair: (-int(pair[1].get("priority", 0) or 0), pair[0]))
         for _, row in indexed:
             kind = row.get("kind")
@@ -196,7 +206,7 @@ class PushRuleset:
         for kind, rules in default_rules_for_user(self.user_id).items():
             defaults[kind] = []
             for rule in rules:
-                change = self.default_overrides.get(rule["rule_id"]) or {}
+                change = default_overrides.get(rule["rule_id"]) or {}
                 if not change and rule["rule_id"] in shared:
                     defaults[kind].append(shared[rule["rule_id"]])
                     continue
@@ -215,14 +225,13 @@ class PushRuleset:
 
         master = [r for r in defaults["override"] if r.rule_id == MASTER_RULE_ID]
         other_default_overrides = [r for r in defaults["override"] if r.rule_id != MASTER_RULE_ID]
-        self._by_kind: dict[str, list[PushRule]] = {
-            "override": master + own["override"] + other_default_overrides,
-            "content": own["content"] + defaults["content"],
-            "room": own["room"] + defaults["room"],
-            "sender": own["sender"] + defaults["sender"],
-            "underride": own["underride"] + defaults["underride"],
+        self._by_kind = {
+            "override": (*master, *own["override"], *other_default_overrides),
+            "content": (*own["content"], *defaults["content"]),
+            "room": (*own["room"], *defaults["room"]),
+            "sender": (*own["sender"], *defaults["sender"]),
+            "underride": (*own["underride"], *defaults["underride"]),
         }
-        self._evaluation_rules: list[dict[str, Any]] | None = None
 
     def rules(self, kind: str) -> list[PushRule]:
         """The rules of ``kind`` in priority order (most important first). Raises InvalidParamError (400)."""

@@ -314,3 +314,19 @@ def test_evaluating_an_event_leaves_no_reference_cycles() -> None:
     finally:
         gc.enable()
     assert rules
+
+
+def test_ruleset_keeps_no_copy_of_its_inputs_and_knows_when_it_is_the_defaults() -> None:
+    """A cached ruleset holds its PushRules only (slots, no instance dicts, not the storage rows it was built
+    from), and ``defaults_only`` says whether the user changed anything (the evaluator's shared fast path)."""
+    rows = [dict(KEYWORD)]
+    ruleset = PushRuleset(ALICE, rows, {})
+    assert not hasattr(ruleset, "__dict__") and not hasattr(ruleset.all_rules()[0], "__dict__")
+    assert "user_rules" not in type(ruleset).__slots__ and "default_overrides" not in type(ruleset).__slots__
+    rows[0]["pattern"] = "changed later"  # the ruleset copied what it needed
+    assert ruleset.get_rule("content", "kw-db").pattern == "database"
+    assert ruleset.defaults_only is False
+    assert PushRuleset(ALICE).defaults_only is True
+    assert PushRuleset(ALICE, [], {}).defaults_only is True
+    assert PushRuleset(ALICE, [], {".m.rule.suppress_notices": {"enabled": False}}).defaults_only is False
+    assert ruleset.rules("content")[0].rule_id == "kw-db"
