@@ -17,7 +17,7 @@ from homeserver.events.canonical import (
     MAX_PDU_SIZE,
     validate_canonical_json,
 )
-from homeserver.events.event import Event
+from homeserver.events.event import Event, share_pdu_strings
 from homeserver.events.hashing import add_hashes_and_signatures_returning_id
 from homeserver.events.room_versions import RoomVersion
 from homeserver.http.errors import BadJsonError, TooLargeError
@@ -118,7 +118,7 @@ def build_event(
     if unsigned:
         pdu["unsigned"] = copy_json(unsigned)
 
-    event = Event(pdu, room_version, event_id)
+    event = Event(share_pdu_strings(pdu), room_version, event_id)
     size = len(event.canonical_json())
     if size > MAX_PDU_SIZE:
         raise TooLargeError(f"Event is {size} bytes as canonical JSON; the limit is {MAX_PDU_SIZE}")

@@ -5,12 +5,33 @@ Spec: Server-Server API -> "PDUs" and Room versions 10/11 -> "Event format".
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from homeserver.events.canonical import copy_json, encode_canonical_json
 from homeserver.events.hashing import compute_event_id
 from homeserver.events.redaction import prune_event_dict
 from homeserver.events.room_versions import RoomVersion
+
+
+_SHARED_STRING_KEYS = ("room_id", "sender", "type", "state_key")
+_SHARED_ID_LIST_KEYS = ("auth_events", "prev_events")
+
+
+def share_pdu_strings(pdu: dict[str, Any]) -> dict[str, Any]:
+    """Intern (``sys.intern``) the strings events repeat: ``room_id``, ``sender``, ``type``, ``state_key`` and
+    the IDs in ``auth_events``/``prev_events`` (every event of a room names the same few auth events). A cached
+    event then shares them with every other event, about a fifth of its memory. Changes ``pdu`` in place (same
+    values) and returns it; anything that is not a string is left as it is."""
+    for key in _SHARED_STRING_KEYS:
+        value = pdu.get(key)
+        if type(value) is str:
+            pdu[key] = sys.intern(value)
+    for key in _SHARED_ID_LIST_KEYS:
+        ids = pdu.get(key)
+        if type(ids) is list:
+            pdu[key] = [sys.intern(i) if type(i) is str else i for i in ids]
+    return pdu
 
 
 class Event:
@@ -125,6 +146,11 @@ class Event:
         if self._canonical is None:
             self._canonical = encode_canonical_json(self._pdu)
         return self._canonical
+
+    def forget_canonical_json(self) -> None:
+        """Drop the canonical JSON kept by :meth:`canonical_json` (about as large as the PDU): called once the
+        event is stored, so that an event held in the event cache keeps its PDU only."""
+        self._canonical = None
 
     def get_pdu_json(self) -> dict[str, Any]:
         """A deep copy of the PDU (safe to mutate, e.g. to serialize or send over federation)."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import bisect
 import logging
+import sys
 from collections import OrderedDict
 from typing import Any, Iterable
 
 import orjson
 
 from homeserver.events import KNOWN_ROOM_VERSIONS, Event, prune_event
+from homeserver.events.event import share_pdu_strings
 from homeserver.storage.database import Database, Txn
 from homeserver.streams import StreamIdGenerator
 
@@ -201,9 +203,9 @@ class EventStore:
         # strings are valid UTF-8 (canonical JSON refuses lone surrogates).
         events: list[Event] = []
         for stream_ordering, event_id, _room_id, pdu_json, room_version in rows:
-            pdu = orjson.loads(pdu_json)
+            pdu = share_pdu_strings(orjson.loads(pdu_json))
             unsigned = pdu.pop("unsigned", None)
-            event = Event(pdu, KNOWN_ROOM_VERSIONS[room_version], event_id)
+            event = Event(pdu, KNOWN_ROOM_VERSIONS[room_version], sys.intern(event_id))
             event.internal_metadata["stream_ordering"] = stream_ordering
             if unsigned:
                 event.internal_metadata["unsigned"] = unsigned
@@ -314,6 +316,7 @@ class EventStore:
         ``PUT .../redact/{eventId}/{txnId}`` idempotency (see :meth:`get_txn_event_id`).
         """
         pdu_json = event.canonical_json(event.internal_metadata.get("unsigned")).decode("utf-8")
+        event.forget_canonical_json()  # stored: the cached event keeps its PDU only
         if is_new_room:
             txn.execute_write(
                 "INSERT INTO rooms (room_id, creator, room_version, is_public, creation_ts) VALUES (?, ?, ?, 0, ?)",

@@ -179,3 +179,34 @@ def test_event_equality_and_slots() -> None:
     with pytest.raises(AttributeError):
         a.arbitrary = 1  # type: ignore[attr-defined]
     assert copy.copy(a.signatures) == a.get_pdu_json()["signatures"]
+
+
+def test_events_share_repeated_strings_and_keep_their_hashes() -> None:
+    """share_pdu_strings interns what events repeat (room, sender, type, auth and prev event IDs): two events
+    built from separately made strings end up holding the same objects, and nothing about them changes."""
+    from homeserver.events.event import share_pdu_strings
+
+    def fresh(s: str) -> str:
+        return "".join(list(s))  # an equal string that is a distinct object
+
+    first = build(room_id=fresh("!shared:test"), auth_event_ids=[fresh("$create"), fresh("$pl")])
+    second = build(room_id=fresh("!shared:test"), auth_event_ids=[fresh("$create"), fresh("$pl")],
+                   content={"msgtype": "m.text", "body": "disk full"})
+    assert first.room_id is second.room_id and first.type is second.type and first.sender is second.sender
+    assert all(a is b for a, b in zip(first.auth_event_ids, second.auth_event_ids))
+    for event in (first, second):
+        pdu = event.get_pdu_json()
+        assert check_content_hash(pdu)
+        assert compute_event_id(V10, pdu) == event.event_id
+    pdu = {"room_id": "!r:test", "type": 5, "auth_events": ["$a", 7], "content": {"room_id": "x"}}
+    assert share_pdu_strings(copy.deepcopy(pdu)) == pdu
+
+
+def test_stored_event_forgets_its_canonical_json_and_recomputes_it_the_same() -> None:
+    event = build()
+    first = event.canonical_json()
+    assert event.canonical_json() is first  # kept until stored
+    event.forget_canonical_json()
+    again = event.canonical_json()
+    assert again == first and again is not first
+    assert again == encode_canonical_json(event.get_pdu_json())
