@@ -25,13 +25,17 @@ waiting_sync_requests = Gauge("tocsin_sync_waiting_requests", "Long-polling /syn
 
 
 class _Waiter:
-    __slots__ = ("deferred", "keys", "timer")
+    __slots__ = ("deferred", "keys", "timer", "_on_cancel")
 
     def __init__(self, keys: list[str], on_cancel: Callable[["_Waiter"], None]) -> None:
         # Cancelled when the client goes away mid-wait: unregister at once rather than at the timeout.
-        self.deferred: defer.Deferred = defer.Deferred(canceller=lambda _d: on_cancel(self))
+        self._on_cancel = on_cancel
+        self.deferred: defer.Deferred = defer.Deferred(canceller=self._cancelled)
         self.keys = keys
         self.timer: Any = None
+
+    def _cancelled(self, _deferred: defer.Deferred) -> None:
+        self._on_cancel(self)
 
 
 class Notifier:
@@ -43,7 +47,9 @@ class Notifier:
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
         self._last: dict[str, dict[str, int]] = {}
-        self._waiters: dict[str, set[_Waiter]] = {}
+        # key -> its waiter, or a set of them when there are several. One held /sync waits on its user's key, which
+        # usually has only that waiter: no set of one per connection.
+        self._waiters: dict[str, _Waiter | set[_Waiter]] = {}
         self._current = StreamToken()
         self._callbacks: list[Callable[[str, int], None]] = []
         # Positions the streams were at when this process started: announcements after them are all in _last.
@@ -73,8 +79,11 @@ class Notifier:
             elif last.get(stream, 0) < position:
                 last[stream] = position
             waiters = self._waiters.get(key)
-            if waiters:
-                woken.update(waiters)
+            if waiters is not None:
+                if type(waiters) is _Waiter:
+                    woken.add(waiters)
+                else:
+                    woken.update(waiters)
         if woken:
             # Woken on the next reactor turn, not from inside the caller: the request that caused the change (e.g.
             # a send) answers first, as clients expect (matrix-js-sdk matches its local echo to the send's
@@ -118,7 +127,13 @@ class Notifier:
             return False
         waiter = _Waiter(keys, self._unregister)
         for key in keys:
-            self._waiters.setdefault(key, set()).add(waiter)
+            present = self._waiters.get(key)
+            if present is None:
+                self._waiters[key] = waiter
+            elif type(present) is _Waiter:
+                self._waiters[key] = {present, waiter}
+            else:
+                present.add(waiter)
         waiter.timer = self.reactor.callLater(timeout_ms / 1000.0, self._finish, waiter, False)
         waiting_sync_requests.inc()
         try:
@@ -139,9 +154,11 @@ class Notifier:
     def _unregister(self, waiter: _Waiter) -> None:
         for key in waiter.keys:
             waiters = self._waiters.get(key)
-            if waiters is not None:
+            if waiters is waiter:
+                del self._waiters[key]
+            elif waiters is not None and type(waiters) is not _Waiter:
                 waiters.discard(waiter)
-                if not waiters:
-                    del self._waiters[key]
+                if len(waiters) == 1:
+                    self._waiters[key] = next(iter(waiters))
         if waiter.timer is not None and waiter.timer.active():
             waiter.timer.cancel()

@@ -1,5 +1,7 @@
 """Sync tokens, stream position allocation and the notifier's no-lost-wakeup rule."""
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -113,3 +115,42 @@ def test_notifier_knows_changes_only_from_its_baseline() -> None:
     # A token from before the start (a restart): changes between it and the start were never announced here.
     assert not notifier.knows_changes_since(StreamToken(events=4, typing=120))
     assert not notifier.knows_changes_since(StreamToken(events=9, typing=99))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["@a:x", "@b:x", "@c:x"]),
+                          st.sets(st.sampled_from(["!r1:x", "!r2:x", "!r3:x"]), max_size=3)),
+                min_size=1, max_size=8),
+       st.lists(st.one_of(st.tuples(st.just("notify"), st.sampled_from(["@a:x", "@b:x", "@c:x", "!r1:x", "!r2:x",
+                                                                          "!r3:x", "!none:x"])),
+                          st.tuples(st.just("cancel"), st.integers(0, 7))), max_size=12))
+def test_waiters_on_shared_and_single_keys_wake_exactly_when_a_key_changes(
+        waits: list[tuple[str, set[str]]], actions: list[tuple[str, Any]]) -> None:
+    """Each key holds one waiter or a set of several; whatever the mix, a waiter wakes (True) when one of its keys
+    is announced, a cancelled one is unregistered at once, the rest time out (False), and nothing is left."""
+    clock = task.Clock()
+    notifier = Notifier(clock)
+    position = 1
+    ds = []
+    for user, rooms in waits:
+        d = defer.ensureDeferred(notifier.wait_for_change(user, sorted(rooms), StreamToken(events=position), 1_000))
+        d.addErrback(lambda f: f.trap(defer.CancelledError) and "cancelled")
+        ds.append(d)
+    expected: list[Any] = [None] * len(waits)
+    for action, arg in actions:
+        if action == "notify":
+            position += 1
+            notifier.notify("events", position, users=[arg] if arg.startswith("@") else [],
+                            rooms=[arg] if arg.startswith("!") else [])
+            clock.advance(0)
+            for i, (user, rooms) in enumerate(waits):
+                if expected[i] is None and arg in {user, *rooms}:
+                    expected[i] = True
+        elif arg < len(ds) and expected[arg] is None:
+            ds[arg].cancel()
+            expected[arg] = "cancelled"
+        for i, d in enumerate(ds):
+            assert d.called == (expected[i] is not None), (i, expected)
+    clock.advance(1.0)
+    results = [d.result for d in ds]
+    assert results == [False if e is None else e for e in expected]
+    assert notifier._waiters == {} and not clock.getDelayedCalls()
