@@ -523,7 +523,9 @@ class PushHandler:
         """
         before = None
         if from_token is not None:
-            if not from_token.isdigit():
+            # ASCII digits only (str.isdigit also admits e.g. superscripts), and within the stored positions.
+            if not from_token.isascii() or not from_token.isdigit() or len(from_token) > 16 \
+                    or int(from_token) > 2**53 - 1:
                 raise InvalidParamError("Invalid 'from' token")
             before = int(from_token)
         rows = await self.store.get_notifications(requester.user_id, before, limit, only == "highlight")

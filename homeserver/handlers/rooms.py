@@ -11,6 +11,7 @@ import string
 from typing import Any
 
 from homeserver.events import KNOWN_ROOM_VERSIONS
+from homeserver.events.builder import MAX_ID_FIELD_BYTES
 from homeserver.events.canonical import validate_canonical_json
 from homeserver.types import is_valid_user_id
 from homeserver.handlers.event_validation import (
@@ -95,7 +96,7 @@ class RoomCreationHandler:
         if visibility not in ("public", "private"):
             raise InvalidParamError("visibility must be 'public' or 'private'")
         preset_name = body.get("preset", "public_chat" if visibility == "public" else "private_chat")
-        if preset_name not in PRESETS:
+        if not isinstance(preset_name, str) or preset_name not in PRESETS:
             raise InvalidParamError(f"Unknown preset {preset_name!r}")
         preset = PRESETS[preset_name]
         invite = body.get("invite", [])
@@ -115,6 +116,11 @@ class RoomCreationHandler:
                     or "\x00" in ev["type"] + ev.get("state_key", "")):
                 raise MatrixError(400, f"initial_state[{i}] must have a string type and an object content",
                                   Codes.INVALID_ROOM_STATE)
+            for field_name in ("type", "state_key"):
+                # The event's own limits (spec "Size limits"), checked before the room exists.
+                if len(ev.get(field_name, "").encode("utf-8")) > MAX_ID_FIELD_BYTES:
+                    raise MatrixError(400, f"initial_state[{i}]: '{field_name}' is longer than "
+                                      f"{MAX_ID_FIELD_BYTES} bytes", Codes.INVALID_ROOM_STATE)
             if ev["type"] in ("m.room.create", "m.room.member", "m.room.power_levels"):
                 raise MatrixError(400, f"initial_state[{i}]: {ev['type']} cannot be set there",
                                   Codes.INVALID_ROOM_STATE)

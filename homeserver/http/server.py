@@ -507,13 +507,24 @@ def _reject_constant(value: str) -> Any:
 # A JSON escape of a UTF-16 surrogate (paired or not): U+D800..U+DFFF.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
+def _finite_float(text: str) -> float:
+    # "1e400" parses to infinity, which no JSON encoder can write back: every later read of it would fail.
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise BadJsonError(f"Number {text[:40]} is out of range")
+    return value
+
+
+_INF = float("inf")
+
 # One decoder for every request body (``json.loads`` with an option builds a new one per call).
-_request_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_request_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 
 
 def parse_json_value(request: MatrixRequest) -> Any:
     """The request body as JSON (any type). Raises NotJsonError (400 ``M_NOT_JSON``) for bodies that are not JSON,
-    including ``NaN``/``Infinity`` and invalid UTF-8, and BadJsonError (400 ``M_BAD_JSON``) for a string or key
+    including ``NaN``/``Infinity`` and invalid UTF-8, and BadJsonError (400 ``M_BAD_JSON``) for a number beyond
+    the range of a double (``1e400``), which no reply could hold, and for a string or key
     holding an unpaired UTF-16 surrogate (``"\\ud800"``), which no store or reply could hold."""
     request.content.seek(0)
     raw = request.content.read()

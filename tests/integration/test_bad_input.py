@@ -401,3 +401,65 @@ def test_refresh_with_a_non_string_token_is_a_type_error(api: Api) -> None:
     assert (r.status, r.errcode()) == (400, "M_BAD_JSON"), r.json
     r = api.request("POST", CS + "/refresh", {})
     assert (r.status, r.errcode()) == (400, "M_MISSING_PARAM"), r.json
+
+
+def test_numbers_beyond_a_double_are_refused_everywhere(api: Api) -> None:
+    """``1e400`` parses to infinity, which no reply can encode: refused with 400 ``M_BAD_JSON`` by every endpoint
+    (it used to be stored in account data, tags, push rules, pushers and profiles, and every later read of it,
+    /sync included, answered 500), and the user's reads keep working."""
+    alice = register(api)
+    room = alice.create_room()
+    me = q(alice.user_id)
+    writes = [
+        ("PUT", f"user/{me}/account_data/org.inf", b'{"a": 1e400}'),
+        ("PUT", f"user/{me}/rooms/{q(room)}/account_data/org.inf", b'{"a": -1e400}'),
+        ("PUT", f"user/{me}/rooms/{q(room)}/tags/u.x", b'{"order": 1e400}'),
+        ("PUT", "pushrules/global/override/r1", b'{"actions": [{"set_tweak": "x", "value": 1e400}], "conditions": []}'),
+        ("POST", "pushers/set", b'{"kind": "http", "app_id": "a", "pushkey": "k", "app_display_name": "a", '
+                                b'"device_display_name": "d", "lang": "en", '
+                                b'"data": {"url": "https://p.example/_matrix/push/v1/notify", "x": 1e400}}'),
+        ("PUT", f"profile/{me}/displayname", b'{"displayname": "x", "n": 1e999}'),
+        ("POST", "room_keys/version", b'{"algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", '
+                                      b'"auth_data": {"x": 1e400}}'),
+        ("POST", "keys/device_signing/upload", b'{"master_key": {"x": 1e400}}'),
+        ("PUT", _send_path(room, "inf"), b'{"body": "x", "n": 1E+400}'),
+    ]
+    for method, path, raw in writes:
+        r = alice.req(method, path, raw_body=raw)
+        assert (r.status, r.errcode()) == (400, "M_BAD_JSON"), (path, r.status, r.json)
+        assert "out of range" in r.json["error"], r.json
+    assert alice.req("GET", f"user/{me}/account_data/org.inf").status == 404
+    assert alice.ok("GET", f"user/{me}/rooms/{q(room)}/tags") == {"tags": {}}
+    assert alice.ok("GET", "pushers") == {"pushers": []}
+    assert alice.req("GET", "pushrules/global/override/r1").status == 404
+    assert alice.sync()["next_batch"]
+    # Ordinary floats are still fine where the spec allows them (a tag's order).
+    alice.ok("PUT", f"user/{me}/rooms/{q(room)}/tags/u.y", raw_body=b'{"order": 0.25}')
+    assert alice.ok("GET", f"user/{me}/rooms/{q(room)}/tags") == {"tags": {"u.y": {"order": 0.25}}}
+
+
+def test_create_room_with_a_non_string_preset_or_over_long_initial_state_creates_nothing(api: Api) -> None:
+    alice = register(api)
+    rooms = alice.ok("GET", "joined_rooms")["joined_rooms"]
+    for preset in ([], {}, [1], {"a": 1}, 5):
+        r = alice.req("POST", "createRoom", {"preset": preset})
+        assert r.status == 400 and r.errcode() in ("M_BAD_JSON", "M_INVALID_PARAM"), (preset, r.json)
+    for ev in ({"type": "x" * 300, "state_key": "", "content": {}},
+               {"type": "org.example.s", "state_key": "k" * 300, "content": {}},
+               {"type": "org.example." + "é" * 130, "content": {}}):
+        r = alice.req("POST", "createRoom", {"initial_state": [ev], "room_alias_name": "longstate" + str(len(ev))})
+        assert (r.status, r.errcode()) == (400, "M_INVALID_ROOM_STATE"), r.json
+        assert "longer than 255 bytes" in r.json["error"]
+    assert alice.ok("GET", "joined_rooms")["joined_rooms"] == rooms
+    # Exactly 255 bytes is allowed.
+    room = alice.create_room(initial_state=[{"type": "org.example.s", "state_key": "k" * 255, "content": {"v": 1}}])
+    assert alice.ok("GET", f"rooms/{q(room)}/state/org.example.s/{'k' * 255}") == {"v": 1}
+
+
+def test_notifications_from_token_out_of_range_is_400(api: Api) -> None:
+    alice = register(api)
+    for token in ("99999999999999999999999999999", "9223372036854775808", "18446744073709551616", "\u00b2",
+                  "-1", "12a"):
+        r = alice.req("GET", "notifications", params={"from": token})
+        assert (r.status, r.errcode()) == (400, "M_INVALID_PARAM"), (token, r.json)
+    assert alice.ok("GET", "notifications", params={"from": "9007199254740991"}) == {"notifications": []}
