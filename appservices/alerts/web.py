@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,7 +27,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from appservices.common.bodylimit import BodyLimitedSite
-from appservices.common.transactions import AppserviceResource, bearer_token, write_json
+from appservices.common.transactions import AppserviceResource, bearer_token, header_text, write_json
 
 from . import store
 from .auth import AuthFailed, check_auth
@@ -87,12 +88,42 @@ def parse_time_param(value: str) -> int:
     Raises:
         ValueError: neither form.
     """
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
+        if len(value) > 15:  # past the year 33658: beyond what the store holds (64-bit) and any real alert
+            raise ValueError(f"{value[:20]}... is out of range")
         return int(value)
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return int(dt.timestamp() * 1000)
+
+
+# A JSON escape of NUL or of a UTF-16 surrogate (paired or not): only an escape can put either into a string.
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
+_UNSTORABLE_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def replace_unstorable_characters(value: Any) -> Any:
+    """``value`` (parsed JSON) with every NUL and unpaired UTF-16 surrogate in its strings and keys replaced by
+    U+FFFD. Neither can be stored (SQLite ends text at NUL; UTF-8 has no surrogates) or sent to the homeserver;
+    paired surrogate escapes were already joined into one character by the JSON parser."""
+    def clean(s: str) -> str:
+        return _UNSTORABLE_CHAR.sub("\ufffd", s) if _UNSTORABLE_CHAR.search(s) else s
+
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        if isinstance(item, str):
+            container[key] = clean(item)
+        elif isinstance(item, dict):
+            cleaned = {clean(k): v for k, v in item.items()}
+            container[key] = cleaned
+            stack.extend((cleaned, k) for k in cleaned)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+    return root[0]
 
 
 class BridgeResource(Resource):
@@ -119,7 +150,7 @@ class BridgeResource(Resource):
         if parts == ["metrics"] and method == "GET":
             request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
             return generate_latest(self.metrics.registry)
-        if parts[:3] == ["api", "v1", "alerts"] and len(parts) in (4, 5):
+        if parts[:3] == ["api", "v1", "alerts"] and len(parts) in (4, 5) and parts[-1]:
             if method != "POST":
                 return self._json(request, 405, {"error": "use POST"})
             source = parts[3] if len(parts) == 4 else f"generic:{parts[4]}"
@@ -150,18 +181,23 @@ class BridgeResource(Resource):
         if len(body) > limit:
             return self._reject(request, source, 413, "too_large", f"body exceeds {limit} bytes")
         headers = {
-            h.lower(): request.getHeader(h)
+            h.lower(): header_text(request, h)
             for h in (src.auth.hmac_header, src.auth.hmac_timestamp_header)
             if h
         }
         try:
-            check_auth(src.auth, request.getHeader("authorization"), headers, body)
+            check_auth(src.auth, header_text(request, "authorization"), headers, body)
         except AuthFailed as e:
             return self._reject(request, source, e.code, "unauthorized" if e.code == 401 else "forbidden", str(e))
         try:
             decoded = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             return self._reject(request, source, 400, "invalid_json", f"invalid JSON: {e}")
+        except RecursionError:
+            return self._reject(request, source, 400, "invalid_json", "invalid JSON: nested too deeply")
+        if _UNSTORABLE_ESCAPE.search(body) is not None:
+            # An alert must get through: a lone surrogate or NUL (neither can be stored or sent on) becomes U+FFFD.
+            decoded = replace_unstorable_characters(decoded)
         try:
             if source == "alertmanager":
                 group = parse_alertmanager(decoded)

@@ -44,9 +44,16 @@ def matrix_error(request: server.Request, code: int, errcode: str, msg: str) -> 
     return json.dumps({"errcode": errcode, "error": msg}).encode("utf-8")
 
 
+def header_text(request: server.Request, name: str) -> str | None:
+    """Header ``name`` as text, or ``None``. Decoded as Latin-1, which never fails: a value that is not UTF-8
+    (``Bearer \xff\xfe``) is then simply a token or signature that does not match, never an error."""
+    raw = request.getHeader(name.encode("ascii"))
+    return raw.decode("latin-1") if raw is not None else None
+
+
 def bearer_token(request: server.Request) -> str | None:
     """The token from ``Authorization: Bearer <token>``, or ``None``."""
-    header = request.getHeader("authorization")
+    header = header_text(request, "authorization")
     if header and header.lower().startswith("bearer "):
         return header[7:].strip()
     return None

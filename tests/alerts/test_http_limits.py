@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from .harness import BridgeProcess, BridgeRegistration, free_port, http
+from .harness import FIXTURES, BridgeProcess, BridgeRegistration, free_port, http
 
 LIMIT = 200_000
 
@@ -139,3 +139,41 @@ def test_bodies_within_the_limit_still_reach_the_handlers(lone_bridge: BridgePro
                          {"Authorization": f"Bearer {lone_bridge.registration.hs_token}",
                           "Content-Type": "application/json"})
     assert (code, answer3) == (200, {})
+
+
+def test_hostile_requests_get_a_json_4xx_not_a_500(lone_bridge: BridgeProcess) -> None:
+    """Deeply nested JSON, a non-UTF-8 Authorization header, a ``since`` beyond 64 bits and a trailing slash
+    each get a JSON 4xx (they used to give a 500 HTML page or a database error) and store nothing."""
+    deep = b"[" * 60_000 + b"]" * 60_000
+    code, answer = lone_bridge.post("alertmanager", deep)
+    assert code == 400 and answer["reason"] == "invalid_json", answer
+    code, answer = lone_bridge.post("alertmanager", b"{}", token=None,
+                                    headers={"Authorization": "Bearer \xff\xfe"})
+    assert code in (401, 403) and answer["reason"] in ("unauthorized", "forbidden"), answer
+    for since in ("99999999999999999999999999", "9223372036854775808", "%C2%B2"):
+        code, answer = http("GET", f"{lone_bridge.base_url}/api/v1/incidents?since={since}", None,
+                            {"Authorization": f"Bearer {lone_bridge.api_token}"})
+        assert code == 400 and "since" in answer["error"], (since, answer)
+    code, answer = lone_bridge.post("alertmanager/", b"{}")
+    assert (code, answer) == (404, {"error": "not found"})
+    assert lone_bridge.incidents() == []
+
+
+def test_nul_and_lone_surrogates_in_an_alert_become_replacement_characters(lone_bridge: BridgeProcess) -> None:
+    """An alert is never dropped for a character the store cannot hold: NUL and unpaired UTF-16 surrogates
+    (in values and keys) become U+FFFD, so the text around them is kept instead of cut at the NUL."""
+    payload = json.loads((FIXTURES / "alertmanager" / "firing.json").read_text())
+    payload["groupKey"] = "{}:{alertname=\"NulProbe\"}"
+    alert = payload["alerts"][0]
+    alert["fingerprint"] = "ffff0000ffff0001"
+    alert["annotations"]["summary"] = "before\u0000after \ud83d\udcdf"
+    alert["labels"]["instance"] = "host-\ud800"
+    alert["labels"]["odd\udfffkey"] = "v"
+    raw = json.dumps(payload).encode()  # escapes: \u0000, \ud800, and the pager emoji as a surrogate pair
+    assert b"\\u0000" in raw and b"\\ud800" in raw
+    code, answer = lone_bridge.post("alertmanager", raw)
+    assert code == 200 and answer["status"] == "stored", answer
+    stored = lone_bridge.incident(answer["incident_id"])["alerts"][0]
+    assert stored["annotations"]["summary"] == "before\ufffdafter \U0001F4DF"
+    assert stored["labels"]["instance"] == "host-\ufffd"
+    assert stored["labels"]["odd\ufffdkey"] == "v"
