@@ -272,6 +272,8 @@ class IncidentManager:
         resp = yield self.client.send_event(room_id, "m.room.message", content, row["txn_id"])
         yield self.db.run(self._sent, row, resp["event_id"], now_ms())
         self.metrics.messages_sent.labels(row["kind"]).inc()
+        if row["kind"] == "root":
+            self._notify("on_alert_posted", incident, room_id, resp["event_id"])
 
     @inlineCallbacks
     def ensure_room(self, room: str, route: Route) -> Any:
@@ -384,7 +386,7 @@ class IncidentManager:
         if command is None:
             yield self._reply(incident, f"⚠️ {error}")
             return
-        level = yield self._power_level(room_id, sender)
+        level = yield self.power_level(room_id, sender)
         if level < self.config.command_power_level:
             yield self._reply(
                 incident,
@@ -395,7 +397,8 @@ class IncidentManager:
         yield self.apply_command(incident.incident_id, command, sender, ev.get("event_id"), etype == "m.reaction")
 
     @inlineCallbacks
-    def _power_level(self, room_id: str, user_id: str) -> Any:
+    def power_level(self, room_id: str, user_id: str) -> Any:
+        """``user_id``'s power level in ``room_id`` (its ``m.room.power_levels``; 0 when unreadable)."""
         try:
             pl = yield self.client.get_state_event(room_id, "m.room.power_levels")
         except MatrixRequestError:

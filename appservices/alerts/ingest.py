@@ -163,6 +163,8 @@ def _am_shaped_group(body: dict[str, Any], source: str, dedup_key: str, grafana:
     common_labels = _str_map(body.get("commonLabels"), "commonLabels")
     common_annotations = _str_map(body.get("commonAnnotations"), "commonAnnotations")
     truncated = body.get("truncatedAlerts", 0)
+    if isinstance(truncated, bool) or not isinstance(truncated, int) or not 0 <= truncated <= 2**31:
+        raise BadPayload("field truncatedAlerts must be a non-negative integer", "bad_type")
     return AlertGroup(
         source=source,
         dedup_key=dedup_key,
@@ -210,6 +212,9 @@ def parse_zabbix(body: Any) -> AlertGroup:
             raise BadPayload(f"field {key} must be of type str (Zabbix parameters are strings)", "bad_type")
     if body["event_value"] not in ("0", "1"):
         raise BadPayload("field event_value must be '1' (problem) or '0' (recovery)", "bad_value")
+    if not body["event_id"].strip():
+        # It is the dedup key: every problem without one would land in the same incident.
+        raise BadPayload("field event_id must not be empty", "bad_value")
     status = FIRING if body["event_value"] == "1" else RESOLVED
     labels = {
         "alertname": body["trigger_name"],

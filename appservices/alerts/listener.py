@@ -31,3 +31,7 @@ class IncidentListener(Protocol):
 
     def on_incident_resolved(self, incident: Incident, actor: str) -> Any:
         """The incident is over (by the source or by a person)."""
+
+    def on_alert_posted(self, incident: Incident, room_id: str, event_id: str) -> Any:
+        """The incident's alert message was posted to ``room_id`` as ``event_id`` (from the outbox: possibly well
+        after the incident opened, when the homeserver was unreachable then)."""

@@ -7,6 +7,7 @@ the escalation store's ``delivery_attempts`` table.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +29,15 @@ class Recipient:
     phone: str | None = None
     room_id: str | None = None
     url: str | None = None
+
+
+# Bidi classes that can change the display order around a string: right-to-left letters, explicit embeddings,
+# overrides and isolates (and their terminators).
+_BIDI_CLASSES = frozenset({"R", "AL", "RLE", "RLO", "LRE", "LRO", "RLI", "LRI", "FSI", "PDF", "PDI"})
+
+
+def _has_bidi(text: str) -> bool:
+    return any(unicodedata.bidirectional(ch) in _BIDI_CLASSES for ch in text if not ch.isascii())
 
 
 @dataclass(frozen=True)
@@ -53,9 +63,13 @@ class PageMessage:
         return f"https://matrix.to/#/{self.room_id}"
 
     def headline(self) -> str:
-        """One line: ``[PRIORITY] summary``, prefixed with ``Reminder: `` for reminder pages."""
+        """One line: ``[PRIORITY] summary``, prefixed with ``Reminder: `` for reminder pages. The summary comes
+        from the alert source: when it holds right-to-left text or direction controls it is wrapped in Unicode
+        bidi isolates (U+2068 ... U+2069), so it cannot reorder what follows (the incident ID, the link);
+        left-to-right text is left as it is (an SMS of GSM characters stays one)."""
         prefix = "Reminder: " if self.purpose == "reminder" else ""
-        return f"{prefix}[{self.priority.upper()}] {self.summary}"
+        summary = f"\u2068{self.summary}\u2069" if _has_bidi(self.summary) else self.summary
+        return f"{prefix}[{self.priority.upper()}] {summary}"
 
     def text(self) -> str:
         """Plain-text body used by SMS, voice and email."""
@@ -73,6 +87,8 @@ class DeliveryResult:
     provider_id: str | None = None
     error: str | None = None
     attempts: int = 1
+    #: The last failure cannot be fixed by trying again later (bad number, a 4xx from the provider).
+    permanent: bool = False
 
 
 class DeliveryError(Exception):
@@ -147,7 +163,7 @@ class BaseChannel:
                 self._record(recipient, message, n, provider_id, "delivered", None)
                 return DeliveryResult(ok=True, provider_id=provider_id, attempts=n)
             if permanent or n == self.max_attempts:
-                return DeliveryResult(ok=False, error=error, attempts=n)
+                return DeliveryResult(ok=False, error=error, attempts=n, permanent=permanent)
             yield _sleep(self.clock, self.backoff_s * 2 ** (n - 1))
         return DeliveryResult(ok=False, error=error, attempts=self.max_attempts)
 

@@ -112,8 +112,15 @@ class AppserviceResource(Resource):
             events = body["events"]
             if not isinstance(events, list):
                 raise ValueError("events must be a list")
-        except (ValueError, KeyError, TypeError) as e:
-            return matrix_error(request, 400, "M_BAD_JSON", f"Bad transaction body: {e}")
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            return matrix_error(request, 400, "M_BAD_JSON", f"Bad transaction body: {type(e).__name__}: {e}")
+        # An item that is not an event object is skipped (and logged), not a reason to fail the transaction:
+        # the homeserver would retry the same transaction forever.
+        good = [e for e in events if isinstance(e, dict)]
+        if len(good) != len(events):
+            logger.warning("transaction %s: skipped %d items that are not event objects", txn_id,
+                           len(events) - len(good))
+            events = good
 
         def done(_: Any) -> None:
             if not request.finished:

@@ -39,6 +39,12 @@ from appservices.escalation.store import EscalationStore, TimerRow, Txn
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 #: Timers that belong to the running escalation (cancelled on ack, resolve and tier changes).
 _PAGING_TIMERS = ("tier", "read_check")
+#: A page whose channel failed for a reason that may pass (homeserver or provider down, 5xx, timeout) is tried
+#: again this many times, after PAGE_RETRY_BASE_S * 2**n seconds (at most PAGE_RETRY_MAX_S), while the incident
+#: is open: about an hour and a half in all. Durable timers: a restart keeps the schedule.
+PAGE_RETRIES = 8
+PAGE_RETRY_BASE_S = 30.0
+PAGE_RETRY_MAX_S = 900.0
 
 
 @dataclass
@@ -122,6 +128,9 @@ class EscalationEngine:
         self._new_id = new_id
         self._calls: dict[str, IDelayedCall] = {}
         self._started = False
+        # page_id -> retries so far, counted from this process's start (a retry's timer payload carries it across a
+        # restart while it is pending; a page requeued before a crash starts counting again).
+        self._page_retries: dict[str, int] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -182,6 +191,20 @@ class EscalationEngine:
                 txn.execute("DELETE FROM escalation_recipients WHERE incident_id = ?", (incident_id,))
                 self._start_tier(txn, fx, inc, 0, 0)
             self._apply_rules(txn, fx, inc, key)
+            self.store.upsert_incident(txn, inc)
+
+        return self._run(txn_fn)
+
+    def alert_posted(self, incident_id: str, room_id: str, event_id: str) -> "defer.Deferred[None]":
+        """The incident's alert message is in ``room_id`` as ``event_id``, after escalation had already started
+        without it (the homeserver was unreachable when the incident opened). Later pages link to it, and a read
+        receipt on it counts as reading the incident."""
+
+        def txn_fn(txn: Txn, fx: _Effects) -> None:
+            inc = self.store.get_incident(txn, incident_id)
+            if inc is None or inc["alert_event_id"] is not None:
+                return
+            inc.update(alert_event_id=event_id, room_id=inc["room_id"] or room_id)
             self.store.upsert_incident(txn, inc)
 
         return self._run(txn_fn)
@@ -298,7 +321,7 @@ class EscalationEngine:
             if inc is None:
                 return
             handler = {"tier": self._on_tier_timer, "read_check": self._on_read_check,
-                       "ack_timeout": self._on_ack_timeout}[timer.kind]
+                       "ack_timeout": self._on_ack_timeout, "page_retry": self._on_page_retry}[timer.kind]
             handler(txn, fx, inc, timer.payload)
             self.store.upsert_incident(txn, inc)
 
@@ -504,7 +527,10 @@ class EscalationEngine:
         def done(result: DeliveryResult) -> "defer.Deferred[Any]":
             status = "delivered" if result.ok else "failed"
             metrics.PAGES_SENT.labels(channel_name, status).inc()
-            return self.store.finish_page(page_id, status, result.provider_id, self._now_ms())
+            d = self.store.finish_page(page_id, status, result.provider_id, self._now_ms())
+            if not result.ok and not result.permanent:
+                d.addCallback(lambda _: self._schedule_page_retry(page_id, message.incident_id))
+            return d
 
         def failed(f: Any) -> "defer.Deferred[Any]":
             log.err(f, f"escalation: channel {channel_name} raised")
@@ -513,6 +539,35 @@ class EscalationEngine:
 
         d.addCallbacks(done, failed)
         return d
+
+    def _schedule_page_retry(self, page_id: str, incident_id: str) -> "defer.Deferred[None]":
+        """After a page failed for a reason that may pass: a durable ``page_retry`` timer, while the incident is
+        open and the page has retries left (:data:`PAGE_RETRIES`, backoff from :data:`PAGE_RETRY_BASE_S`)."""
+
+        def txn_fn(txn: Txn, fx: _Effects) -> None:
+            inc = self.store.get_incident(txn, incident_id)
+            if inc is None or inc["state"] != OPEN:
+                return
+            retry = self._page_retries.get(page_id, 0)
+            if retry >= PAGE_RETRIES:
+                return
+            delay_s = min(PAGE_RETRY_MAX_S, PAGE_RETRY_BASE_S * 2 ** retry)
+            self._add_timer(txn, fx, incident_id, "page_retry", self._now_ms() + int(delay_s * 1000),
+                            {"page_id": page_id, "retry": retry + 1})
+
+        d = self._run(txn_fn)
+        d.addErrback(lambda f: log.err(f, f"escalation: scheduling a retry of page {page_id} failed"))
+        return d
+
+    def _on_page_retry(self, txn: Txn, fx: _Effects, inc: dict[str, Any], payload: dict[str, Any]) -> None:
+        """A failed page's retry is due: send it again if the incident is still open and it is still failed."""
+        page = self.store.get_page(txn, payload["page_id"])
+        if inc["state"] != OPEN or page is None or page["status"] != "failed":
+            return
+        self._page_retries[page["page_id"]] = payload["retry"]
+        self.store.requeue_page(txn, page["page_id"])
+        fx.sends.append((page["page_id"], page["channel"], self._recipient(page["user_id"], page["channel"], inc),
+                         self._message(inc, page["tier_index"], page["purpose"], page["page_id"])))
 
     def _policy(self, inc: dict[str, Any]) -> EscalationPolicy:
         return self.policies.policies[inc["policy_name"]]

@@ -173,11 +173,17 @@ def receipts_of(ephemeral: list[dict[str, Any]]) -> list[tuple[str, str, str, in
     for edu in ephemeral:
         if not isinstance(edu, dict) or edu.get("type") != "m.receipt" or not isinstance(edu.get("room_id"), str):
             continue
-        for event_id, by_type in (edu.get("content") or {}).items():
+        content = edu.get("content")
+        if not isinstance(content, dict):
+            continue
+        for event_id, by_type in content.items():
             if not isinstance(by_type, dict):
                 continue
             for rtype in RECEIPT_TYPES:
-                for user_id, info in (by_type.get(rtype) or {}).items():
+                by_user = by_type.get(rtype)
+                if not isinstance(by_user, dict):  # a malformed EDU is skipped, not the whole transaction
+                    continue
+                for user_id, info in by_user.items():
                     ts = info.get("ts") if isinstance(info, dict) else None
                     out.append((user_id, edu["room_id"], event_id, ts if isinstance(ts, int) else None))
     return out
@@ -385,6 +391,17 @@ class BridgeEscalation:
         """Bridge listener: the incident resolved; every pending timer is cancelled. Fires with None."""
         return self._serial(incident.incident_id, lambda: self.engine.incident_resolved(incident.incident_id))
 
+    def on_alert_posted(self, incident: Incident, room_id: str, event_id: str) -> "defer.Deferred[Any]":
+        """Bridge listener: the alert message is posted. If escalation started without it (the homeserver was
+        unreachable), later pages link to it and receipts on it count (``EscalationEngine.alert_posted``)."""
+
+        @defer.inlineCallbacks
+        def link() -> Any:
+            yield self._watch_room(room_id)
+            yield self.engine.alert_posted(incident.incident_id, room_id, event_id)
+
+        return self._serial(incident.incident_id, link)
+
     # -- Matrix -------------------------------------------------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -397,7 +414,7 @@ class BridgeEscalation:
         """Keep a transaction's ephemeral events until :meth:`on_transaction` runs for it."""
         try:
             decoded = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if isinstance(decoded, dict):
             eph = decoded.get("ephemeral") or decoded.get("de.sorunome.msc2409.ephemeral") or []
@@ -482,6 +499,11 @@ class BridgeEscalation:
             return
         incident = yield self.bridge.db.run(alerts_store.incident_for_event_in_room, target, ev.get("room_id", ""))
         if incident is None:
+            return
+        # The trail names who was paged how and when: only for those the bridge lets act on incidents (it has
+        # already answered anyone else with the power level needed).
+        level = yield self.bridge.manager.power_level(ev.get("room_id", ""), sender)
+        if level < self.bridge.config.command_power_level:
             return
         status = yield self.engine.status(incident.incident_id)
         text = ("Escalation: not escalated (no policy started for this incident)." if status is None

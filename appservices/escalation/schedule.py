@@ -28,6 +28,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 UTC = timezone.utc
 
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# A Matrix user ID: "@" localpart ":" server name (spec: Appendices "User Identifiers"; loosely, as historical
+# localparts may hold more than the current grammar allows).
+_USER_ID_RE = re.compile(r"^@[^:\s]+:[A-Za-z0-9.\-\[\]:]+$")
 _DURATION_RE = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 
 
@@ -35,29 +38,45 @@ class ScheduleError(ValueError):
     """A schedule definition is invalid; the message names the offending key (e.g. ``schedules.primary.layers[0]``)."""
 
 
+#: The longest duration a schedule or policy may name (a rotation of a year is the longest that makes sense;
+#: anything longer would overflow the date arithmetic that schedules and timers do).
+MAX_DURATION = timedelta(days=366)
+
+
 def parse_duration(value: Any, key: str) -> timedelta:
     """Parse ``"15m"``, ``"1h30m"``, ``"2d"`` or a number of seconds into a timedelta.
 
-    Raises :class:`ScheduleError` naming ``key`` when the value is not a positive duration.
+    Raises :class:`ScheduleError` naming ``key`` when the value is not a positive duration of at most
+    :data:`MAX_DURATION` (366 days).
     """
+    result: timedelta | None = None
     if isinstance(value, bool):
         raise ScheduleError(f"{key}: expected a duration such as 15m, got {value!r}")
     if isinstance(value, (int, float)):
-        if value <= 0:
+        if not value > 0:  # also NaN
             raise ScheduleError(f"{key}: must be a positive duration, got {value!r}")
+        if value > MAX_DURATION.total_seconds():
+            raise ScheduleError(f"{key}: must be at most {MAX_DURATION.days} days, got {value!r} seconds")
         return timedelta(seconds=value)
     if isinstance(value, timedelta):
         if value <= timedelta(0):
             raise ScheduleError(f"{key}: must be a positive duration")
-        return value
-    if isinstance(value, str) and value.strip():
+        result = value
+    elif isinstance(value, str) and value.strip():
         m = _DURATION_RE.match(value)
         if m and any(m.groups()):
             d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-            result = timedelta(days=d, hours=h, minutes=mi, seconds=s)
-            if result > timedelta(0):
-                return result
-    raise ScheduleError(f"{key}: expected a duration such as 15m, 12h or 1d, got {value!r}")
+            try:
+                result = timedelta(days=d, hours=h, minutes=mi, seconds=s)
+            except OverflowError:
+                raise ScheduleError(f"{key}: must be at most {MAX_DURATION.days} days, got {value!r}") from None
+            if result <= timedelta(0):
+                result = None
+    if result is None:
+        raise ScheduleError(f"{key}: expected a duration such as 15m, 12h or 1d, got {value!r}")
+    if result > MAX_DURATION:
+        raise ScheduleError(f"{key}: must be at most {MAX_DURATION.days} days, got {value!r}")
+    return result
 
 
 def load_zone(name: Any, key: str) -> ZoneInfo:
@@ -421,6 +440,10 @@ def load_schedule(name: str, data: Any, key: str | None = None) -> Schedule:
         members = raw.get("members")
         if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
             raise ScheduleError(f"{lkey}.members: expected a non-empty list of Matrix user IDs")
+        for m, member in enumerate(members):
+            if not _USER_ID_RE.match(member):
+                raise ScheduleError(f"{lkey}.members[{m}]: expected a Matrix user ID such as @alice:example.org, "
+                                    f"got {member!r}")
         rotation = raw.get("rotation", "weekly")
         if rotation in _ROTATION_LENGTHS:
             if "shift_length" in raw:

@@ -318,6 +318,18 @@ class EscalationStore:
             (status, provider_id, now_ms, page_id)))
 
     @staticmethod
+    def get_page(txn: Txn, page_id: str) -> dict[str, Any] | None:
+        """One page's columns as a dict (``status``, ``channel``, ``user_id``, ``tier_index``, ``purpose``...)."""
+        cols = ("page_id", "incident_id", "user_id", "channel", "tier_index", "purpose", "created_ts", "status")
+        row = txn.fetchone(f"SELECT {', '.join(cols)} FROM escalation_pages WHERE page_id = ?", (page_id,))
+        return dict(zip(cols, row)) if row else None
+
+    @staticmethod
+    def requeue_page(txn: Txn, page_id: str) -> None:
+        """Set a failed page back to ``queued`` for another delivery (a restart resends queued pages)."""
+        txn.execute("UPDATE escalation_pages SET status = 'queued', finished_ts = NULL WHERE page_id = ?", (page_id,))
+
+    @staticmethod
     def queued_pages(txn: Txn) -> list[dict[str, Any]]:
         """Pages still ``queued`` (to send after a restart), oldest first, as dicts of their columns."""
         cols = ("page_id", "incident_id", "user_id", "channel", "tier_index", "purpose", "created_ts")

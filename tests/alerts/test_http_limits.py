@@ -177,3 +177,20 @@ def test_nul_and_lone_surrogates_in_an_alert_become_replacement_characters(lone_
     assert stored["annotations"]["summary"] == "before\ufffdafter \U0001F4DF"
     assert stored["labels"]["instance"] == "host-\ufffd"
     assert stored["labels"]["odd\ufffdkey"] == "v"
+
+
+def test_malformed_transaction_items_are_skipped_not_failed(lone_bridge: BridgeProcess) -> None:
+    """An appservice transaction holding items that are not events (or malformed receipt EDUs) is answered 200
+    with those items skipped: a 500 would make the homeserver retry the same transaction forever. A body nested
+    past the parser's limit is a 400."""
+    headers = {"Authorization": f"Bearer {lone_bridge.registration.hs_token}", "Content-Type": "application/json"}
+    url = f"{lone_bridge.base_url}/_matrix/app/v1/transactions"
+    body = {"events": [1, "x", None, [], {"type": "m.room.message", "room_id": "!elsewhere:localhost",
+                                          "sender": "@someone:localhost", "event_id": "$e1",
+                                          "content": {"msgtype": "m.text", "body": "hello"}}],
+            "ephemeral": [{"type": "m.receipt", "room_id": "!r:localhost", "content": {"$e": {"m.read": [1]}}},
+                          {"type": "m.receipt", "room_id": "!r:localhost", "content": [1]}]}
+    code, answer = http("PUT", f"{url}/skip1", json.dumps(body).encode(), headers)
+    assert (code, answer) == (200, {})
+    code, answer = http("PUT", f"{url}/deep1", b'{"events": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", headers)
+    assert code == 400 and answer["errcode"] == "M_BAD_JSON", answer

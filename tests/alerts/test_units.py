@@ -7,7 +7,7 @@ import hmac
 import json
 import subprocess
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,6 +57,9 @@ def test_alertmanager_grouped_multi() -> None:
         (lambda b: b["alerts"][0].pop("labels"), "missing field alerts[0].labels"),
         (lambda b: b.__setitem__("status", "weird"), "field status must be 'firing' or 'resolved', not 'weird'"),
         (lambda b: b["alerts"][0].__setitem__("labels", ["x"]), "field alerts[0].labels must be of type dict"),
+        (lambda b: b.__setitem__("truncatedAlerts", "x"), "field truncatedAlerts must be a non-negative integer"),
+        (lambda b: b.__setitem__("truncatedAlerts", 1e30), "field truncatedAlerts must be a non-negative integer"),
+        (lambda b: b.__setitem__("truncatedAlerts", -1), "field truncatedAlerts must be a non-negative integer"),
     ],
 )
 def test_alertmanager_rejections_name_the_field(mutate, message) -> None:  # type: ignore[no-untyped-def]
@@ -429,3 +432,40 @@ def test_postgres_connection_lost_fails_one_call_then_reconnects() -> None:
     finally:
         db.close()
         drop_pg_database(args["dbname"])
+
+
+def test_zabbix_event_id_must_not_be_empty() -> None:
+    """event_id is the dedup key: an empty one would put every such problem into one incident."""
+    body = fixture("zabbix", "problem")
+    body["event_id"] = " "
+    with pytest.raises(BadPayload) as e:
+        parse_zabbix(body)
+    assert str(e.value) == "field event_id must not be empty" and e.value.code == 400
+
+
+def test_listeners_hear_when_the_outbox_posts_an_alert(config_dict: dict, tmp_path: Path) -> None:
+    """When the outbox posts an incident's alert message (possibly long after the incident opened, the
+    homeserver having been down), listeners get ``on_alert_posted(incident, room_id, event_id)``: escalation
+    links its pages and read receipts to it. Edits and thread notices are not announced."""
+    cfg = parse_config(config_dict, str(tmp_path))
+    db = _InlineDatabase("sqlite", {"database": str(tmp_path / "posted.db")})
+    db.run_sync(store.prepare)
+    hs = _Homeserver({})
+    mgr = IncidentManager(cfg, db, client=hs, metrics=AlertMetrics())  # type: ignore[arg-type]
+    heard: list[tuple[str, str, str]] = []
+
+    class Listener:
+        def on_alert_posted(self, incident: Any, room_id: str, event_id: str) -> None:
+            heard.append((incident.incident_id, room_id, event_id))
+
+    mgr.add_listener(Listener())
+    inc, _ = db.run_sync(mgr._store_group, parse_alertmanager(fixture("alertmanager", "firing")), cfg.router.default,
+                         1_000)
+    db.run_sync(store.set_room_id, inc.room, "!alerts:example.com")
+    mgr.flush()
+    root = db.run_sync(store.get_incident, inc.incident_id).root_event_id
+    assert heard == [(inc.incident_id, "!alerts:example.com", root)]
+    db.run_sync(mgr._store_group, parse_alertmanager(fixture("alertmanager", "firing")), cfg.router.default, 2_000)
+    mgr.flush()
+    assert len(hs.sent) >= 2 and len(heard) == 1
+    db.close()

@@ -224,3 +224,20 @@ class EmailTests(unittest.TestCase):
         result = yield channel.send(ALICE, MESSAGE)
         self.assertTrue(result.ok, result.error)
         self.assertEqual(len(box.messages), 1)
+
+
+def test_page_headline_isolates_right_to_left_and_direction_controls_only() -> None:
+    """A summary with an RLO and no pop, or with Hebrew, is wrapped in FSI ... PDI in every channel's text (the
+    Matrix body and formatted_body included), so "(incident ...)" after it keeps its order; plain ASCII is not
+    wrapped (an SMS of GSM-7 characters stays one)."""
+    import dataclasses
+
+    hostile = dataclasses.replace(MESSAGE, summary="\u202eRLO with no pop")
+    hebrew = dataclasses.replace(MESSAGE, summary="דיסק מלא")
+    assert hostile.headline() == "[CRITICAL] \u2068\u202eRLO with no pop\u2069"
+    assert hebrew.headline() == "[CRITICAL] \u2068דיסק מלא\u2069"
+    assert MESSAGE.headline() == "[CRITICAL] db1 disk 97% full"
+    content = mention_content(ALICE, hostile)
+    assert "\u2068\u202eRLO with no pop\u2069 (incident inc-42)" in content["body"]
+    assert "\u2068\u202eRLO with no pop\u2069</strong> (incident inc-42)" in content["formatted_body"]
+    assert hostile.text().startswith("[CRITICAL] \u2068\u202eRLO with no pop\u2069\nIncident inc-42")

@@ -285,3 +285,95 @@ def test_acknowledged_incident_never_pages_until_unacknowledged(steps: list[tupl
             h.engine.read_receipt(arg, "!ops:x", "$alert1")
         if acked:
             assert h.total() == count
+
+
+class FlakyChannel(RecordingChannel):
+    """Fails (as after its own retries) while ``down``; a ``permanent`` failure is never retried."""
+
+    def __init__(self, name: str, clock: Any) -> None:
+        super().__init__(name, clock)
+        self.down = True
+        self.permanent = False
+        self.failures = 0
+
+    def send(self, recipient: Any, message: Any) -> Any:
+        from twisted.internet import defer
+
+        from appservices.channels.base import DeliveryResult
+
+        if self.down:
+            self.failures += 1
+            return defer.succeed(DeliveryResult(ok=False, error="homeserver unreachable", attempts=2,
+                                                permanent=self.permanent))
+        return super().send(recipient, message)
+
+
+def _flaky_matrix(h: Harness) -> FlakyChannel:
+    flaky = FlakyChannel("matrix", h.clock)
+    h.channels["matrix"] = flaky
+    h.engine.channels["matrix"] = flaky
+    return flaky
+
+
+def test_a_page_that_failed_for_a_passing_reason_is_sent_again_once_the_channel_is_back() -> None:
+    """The homeserver (or a provider) is down when a page is due: the page is tried again with backoff while
+    the incident is open, and delivered once when the channel is back; a restart in between keeps the retry."""
+    h = Harness()
+    flaky = _flaky_matrix(h)
+    h.open()
+    assert flaky.failures == 1 and flaky.to("@alice:x") == []
+    h.clock.advance(30)  # first retry after 30 s: still down
+    assert flaky.failures == 2
+    flaky.down = False
+    h.clock.advance(60)  # second retry after another 60 s: delivered
+    assert [m.purpose for m in flaky.to("@alice:x")] == ["page"]
+    status = now(h.engine.status("inc1"))
+    alice = next(p for p in status.people if p.user_id == "@alice:x")
+    assert [(n.channel, n.status) for n in alice.notifications][:1] == [("matrix", "delivered")]
+    h.clock.advance(3600)
+    assert len([m for m in flaky.to("@alice:x") if m.tier == 0 and m.purpose == "page"]) <= 3  # later cycles only
+
+
+def test_no_retry_after_ack_or_for_a_permanent_failure(tmp_path: Path) -> None:
+    h = Harness()
+    flaky = _flaky_matrix(h)
+    h.open()
+    now(h.engine.incident_acknowledged("inc1", "@alice:x"))
+    flaky.down = False
+    h.clock.advance(600)
+    assert flaky.to("@alice:x") == [] and flaky.failures == 1
+    h2 = Harness()
+    flaky2 = _flaky_matrix(h2)
+    flaky2.permanent = True
+    h2.open()
+    h2.clock.advance(120)
+    assert flaky2.failures == 1
+
+
+def test_page_retry_survives_a_restart(tmp_path: Path) -> None:
+    db = str(tmp_path / "esc.db")
+    h = Harness(db)
+    flaky = _flaky_matrix(h)
+    h.open()
+    assert flaky.failures == 1
+    h.engine.stop()
+    h2 = Harness(db, at=h.clock.seconds())  # a new process: the pending retry timer is re-armed from the store
+    flaky2 = _flaky_matrix(h2)
+    flaky2.down = False
+    h2.clock.advance(31)
+    assert [m.purpose for m in flaky2.to("@alice:x")] == ["page"]
+
+
+def test_alert_posted_later_is_linked_for_pages_and_receipts() -> None:
+    """Escalation started without the alert event (homeserver unreachable at opening); once the outbox posts
+    it, later pages carry it and a read receipt on it marks the incident read."""
+    h = Harness()
+    h.engine.incident_opened("inc2", priority="high", summary="db down", room_id=None, alert_event_id=None,
+                             route="db")
+    assert h.channels["matrix"].to("@alice:x")[0].event_id is None
+    now(h.engine.alert_posted("inc2", "!ops:x", "$late-alert"))
+    now(h.engine.alert_posted("inc2", "!ops:x", "$other"))  # only the first posting counts
+    h.advance(5)  # read timeout: the SMS page now links to the alert
+    sms = h.channels["sms"].to("@alice:x")
+    assert sms and sms[-1].event_id == "$late-alert" and sms[-1].room_id == "!ops:x"
+    assert now(h.engine.read_receipt("@alice:x", "!ops:x", "$late-alert")) == ["inc2"]

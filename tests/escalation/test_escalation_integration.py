@@ -35,6 +35,9 @@ def test_receipts_of_keeps_read_and_private_read_only() -> None:
         {"type": "m.typing", "room_id": "!r:hs", "content": {"user_ids": ["@alice:hs"]}},
         {"type": "m.receipt", "content": {"$c": {"m.read": {"@x:hs": {"ts": 1}}}}},  # no room_id: ignored
         "garbage",
+        # Malformed receipt EDUs are skipped, not a reason to fail the whole transaction.
+        {"type": "m.receipt", "room_id": "!r:hs", "content": {"$e": {"m.read": [1]}, "$f": {"m.read": "x"}}},
+        {"type": "m.receipt", "room_id": "!r:hs", "content": ["not", "an", "object"]},
     ]
     assert receipts_of(edus) == [("@alice:hs", "!r:hs", "$a", 1000), ("@bob:hs", "!r:hs", "$a", 2000),
                                  ("@dave:hs", "!r:hs", "$b", None)]
@@ -218,18 +221,43 @@ def test_status_asked_from_another_room_is_not_answered(tmp_path: Path) -> None:
     esc = BridgeEscalation.__new__(BridgeEscalation)
     esc.bot_user_id = "@bot:hs"
     esc.engine = SimpleNamespace(status=lambda incident_id: defer.succeed(None))
+    levels = {"@mallory:hs": 0, "@lead:hs": 50}
     esc.bridge = SimpleNamespace(
         db=SimpleNamespace(run=lambda fn, *args: defer.maybeDeferred(alerts_db.run_sync, fn, *args)),
-        config=SimpleNamespace(registration=SimpleNamespace(is_interested_in_user=lambda user_id: False)),
-        manager=SimpleNamespace(flush=lambda: None))
+        config=SimpleNamespace(registration=SimpleNamespace(is_interested_in_user=lambda user_id: False),
+                               command_power_level=50),
+        manager=SimpleNamespace(flush=lambda: None, power_level=lambda room, user: defer.succeed(levels[user])))
 
-    def ask(room_id: str, n: int) -> list[str]:
-        ev = {"type": "m.room.message", "room_id": room_id, "sender": "@mallory:hs", "event_id": f"$q{n}",
+    def ask(room_id: str, n: int, sender: str = "@lead:hs") -> list[str]:
+        ev = {"type": "m.room.message", "room_id": room_id, "sender": sender, "event_id": f"$q{n}",
               "content": {"msgtype": "m.text", "body": "!status",
                           "m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}}}
         assert esc._on_command(ev).called
         return [json.loads(r["payload_json"])["text"] for r in alerts_db.run_sync(alerts_store.pending_outbox)]
 
     assert ask("!mallory:hs", 1) == []
+    # In the room, but below the power level the bridge requires for commands: no trail either.
+    assert ask("!r:hs", 3, sender="@mallory:hs") == []
     assert ask("!r:hs", 2) == ["Escalation: not escalated (no policy started for this incident)."]
     alerts_db.close()
+
+
+def test_alert_posted_after_the_opening_links_it_in_the_engine(tmp_path: Path) -> None:
+    """BridgeEscalation.on_alert_posted: queued behind the incident's earlier changes, it watches the room (for
+    /sync receipts) and hands the event to the engine."""
+    from twisted.internet import defer
+
+    calls: list[tuple[str, ...]] = []
+    esc = BridgeEscalation.__new__(BridgeEscalation)
+    esc._chains = {}
+    esc.engine = SimpleNamespace(alert_posted=lambda i, r, e: calls.append(("posted", i, r, e)) or defer.succeed(None))
+
+    def watch(room_id: str) -> Any:
+        calls.append(("watch", room_id))
+        return defer.succeed(None)
+
+    esc._watch_room = watch  # type: ignore[method-assign]
+    incident = SimpleNamespace(incident_id="I-1")
+    d = esc.on_alert_posted(incident, "!r:hs", "$alert")  # type: ignore[arg-type]
+    assert d.called
+    assert calls == [("watch", "!r:hs"), ("posted", "I-1", "!r:hs", "$alert")]

@@ -60,6 +60,11 @@ def test_example_config_loads_and_means_what_it_says() -> None:
     (lambda c: c["priorities"].update(critical="missing"), r"^priorities\.critical: no policy named 'missing'"),
     (lambda c: c["people"]["@alice:example.org"].update(phone="0151"), r"^people\.@alice:example\.org\.phone: expected"),
     (lambda c: c["rate_limits"]["sms"].update(per="never"), r"^rate_limits\.sms\.per: expected a duration"),
+    # Durations that would overflow timedelta or the date arithmetic after it (they used to raise OverflowError).
+    (lambda c: c["rate_limits"]["sms"].update(per="999999999999d"), r"^rate_limits\.sms\.per: must be at most 366"),
+    (lambda c: c["rate_limits"]["sms"].update(per="99999999999h"), r"^rate_limits\.sms\.per: must be at most 366"),
+    (lambda c: c["rate_limits"]["sms"].update(per=1e300), r"^rate_limits\.sms\.per: must be at most 366"),
+    (lambda c: c["rate_limits"]["sms"].update(per=float("nan")), r"^rate_limits\.sms\.per: must be a positive"),
     (lambda c: c["policies"]["warning"]["working_hours"].update(time_zone="Berlin"),
      r"^policies\.warning\.working_hours\.time_zone: unknown time zone"),
 ])

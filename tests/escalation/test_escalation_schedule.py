@@ -128,6 +128,11 @@ def test_load_schedule_from_yaml_mapping_and_errors() -> None:
     with pytest.raises(ScheduleError, match=r"^schedules\.p\.layers\[0\]\.shift_length: must be a whole number"):
         load_schedule("p", {"layers": [{"members": ["@a:x"], "rotation": "custom", "shift_length": "90m",
                                         "start": "2024-01-01"}]})
+    with pytest.raises(ScheduleError, match=r"^schedules\.p\.layers\[0\]\.members\[1\]: expected a Matrix user ID"):
+        load_schedule("p", {"layers": [{"members": ["@a:x", "alice"], "start": "2024-01-01"}]})
+    with pytest.raises(ScheduleError, match=r"^schedules\.p\.layers\[0\]\.shift_length: must be at most 366 days"):
+        load_schedule("p", {"layers": [{"members": ["@a:x"], "rotation": "custom", "shift_length": "99999999999h",
+                                        "start": "2024-01-01"}]})
     with pytest.raises(ScheduleError, match=r"^schedules\.p\.overrides\[0\]\.end: required"):
         load_schedule("p", {"layers": [{"members": ["@a:x"], "start": "2024-01-01"}],
                             "overrides": [{"user": "@b:x", "start": "2024-01-01T00:00"}]})
