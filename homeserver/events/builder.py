@@ -26,7 +26,9 @@ from homeserver.http.errors import BadJsonError, TooLargeError
 MAX_ID_FIELD_BYTES = 255
 
 
-def _check_id_field(name: str, value: Any) -> None:
+def check_id_field(name: str, value: Any) -> None:
+    """``value`` must be a string of at most :data:`MAX_ID_FIELD_BYTES` UTF-8 bytes (spec, "Size limits": event
+    types, state keys, IDs). Raises BadJsonError (400 ``M_BAD_JSON``) naming ``name``."""
     if not isinstance(value, str):
         raise BadJsonError(f"'{name}' must be a string")
     try:
@@ -41,7 +43,7 @@ def _check_event_ids(name: str, values: Any) -> list[str]:
     if not isinstance(values, (list, tuple)):
         raise BadJsonError(f"'{name}' must be a list of event IDs")
     for value in values:
-        _check_id_field(name, value)
+        check_id_field(name, value)
         if not value.startswith("$"):
             raise BadJsonError(f"'{name}' entry {value!r} is not an event ID")
     return list(values)
@@ -78,9 +80,9 @@ def build_event(
         TooLargeError: 413 ``M_TOO_LARGE`` if the signed PDU's canonical JSON exceeds 65536 bytes.
     """
     for name, value in (("room_id", room_id), ("type", type), ("sender", sender)):
-        _check_id_field(name, value)
+        check_id_field(name, value)
     if state_key is not None:
-        _check_id_field("state_key", state_key)
+        check_id_field("state_key", state_key)
     if not isinstance(content, dict):
         raise BadJsonError("Event content must be a JSON object")
     validate_canonical_json(content, "content")
@@ -108,7 +110,7 @@ def build_event(
     if redacts is not None:
         if type != "m.room.redaction":
             raise BadJsonError("'redacts' is only valid on m.room.redaction events")
-        _check_id_field("redacts", redacts)
+        check_id_field("redacts", redacts)
         if room_version.redacts_in_content:
             content["redacts"] = redacts
         else:

@@ -11,7 +11,7 @@ import string
 from typing import Any
 
 from homeserver.events import KNOWN_ROOM_VERSIONS
-from homeserver.events.builder import MAX_ID_FIELD_BYTES
+from homeserver.events.builder import check_id_field
 from homeserver.events.canonical import validate_canonical_json
 from homeserver.types import is_valid_user_id
 from homeserver.handlers.event_validation import (
@@ -116,11 +116,12 @@ class RoomCreationHandler:
                     or "\x00" in ev["type"] + ev.get("state_key", "")):
                 raise MatrixError(400, f"initial_state[{i}] must have a string type and an object content",
                                   Codes.INVALID_ROOM_STATE)
-            for field_name in ("type", "state_key"):
-                # The event's own limits (spec "Size limits"), checked before the room exists.
-                if len(ev.get(field_name, "").encode("utf-8")) > MAX_ID_FIELD_BYTES:
-                    raise MatrixError(400, f"initial_state[{i}]: '{field_name}' is longer than "
-                                      f"{MAX_ID_FIELD_BYTES} bytes", Codes.INVALID_ROOM_STATE)
+            try:
+                # The event builder's own limits (spec "Size limits"), checked before the room exists.
+                check_id_field("type", ev["type"])
+                check_id_field("state_key", ev.get("state_key", ""))
+            except BadJsonError as e:
+                raise MatrixError(400, f"initial_state[{i}]: {e.msg}", Codes.INVALID_ROOM_STATE) from e
             if ev["type"] in ("m.room.create", "m.room.member", "m.room.power_levels"):
                 raise MatrixError(400, f"initial_state[{i}]: {ev['type']} cannot be set there",
                                   Codes.INVALID_ROOM_STATE)
