@@ -55,10 +55,6 @@ _USER_DEPENDENT_RULES = frozenset({
 })
 
 
-def _build_ruleset(user_id: str, rules: list[JsonDict], overrides: dict[str, JsonDict]) -> PushRuleset:
-    return PushRuleset(user_id, rules, overrides)
-
-
 def thread_id_of(event: Event) -> str:
     """The thread root an event's own ``m.thread`` relation names, or ``"main"`` (the claim only: see
     :func:`thread_id_in_room`)."""
@@ -137,7 +133,7 @@ class PushHandler:
             return ruleset
         version = self._rules_version
         rules, overrides = await self.store.get_push_rules(user_id)
-        ruleset = _build_ruleset(user_id, rules, overrides)
+        ruleset = PushRuleset(user_id, rules, overrides)
         if version == self._rules_version:
             self._remember_ruleset(user_id, ruleset)
         return ruleset
@@ -265,7 +261,7 @@ class PushHandler:
             for user_id, (rules, overrides) in loaded.items():
                 ruleset = self._rulesets.get(user_id)
                 if ruleset is None:
-                    ruleset = _build_ruleset(user_id, rules, overrides)
+                    ruleset = PushRuleset(user_id, rules, overrides)
                     # Cache only if no edit committed while we read: it could be older than the DB now.
                     if version == self._rules_version:
                         self._remember_ruleset(user_id, ruleset)
@@ -514,20 +510,13 @@ class PushHandler:
 
     # -- GET /notifications ------------------------------------------------------------------------------------
 
-    async def get_notifications(self, requester: Any, from_token: str | None, limit: int,
+    async def get_notifications(self, requester: Any, before: int | None, limit: int,
                                 only: str | None) -> JsonDict:
         """``GET /notifications``: ``{"notifications": [...], "next_token"?: str}``, newest first.
 
-        ``from_token`` is a ``next_token`` of an earlier page (a stream ordering); ``only`` ``"highlight"`` keeps
-        highlights. Raises InvalidParamError (400) for a malformed ``from``.
+        ``before`` is the ``from`` of the request: a ``next_token`` of an earlier page (a stream ordering, the
+        servlet parses it), None for the newest; ``only`` ``"highlight"`` keeps highlights.
         """
-        before = None
-        if from_token is not None:
-            # ASCII digits only (str.isdigit also admits e.g. superscripts), and within the stored positions.
-            if not from_token.isascii() or not from_token.isdigit() or len(from_token) > 16 \
-                    or int(from_token) > 2**53 - 1:
-                raise InvalidParamError("Invalid 'from' token")
-            before = int(from_token)
         rows = await self.store.get_notifications(requester.user_id, before, limit, only == "highlight")
         events = await self.event_store.get_events([r[0] for r in rows])
         visible = await self.hs.visibility_handler.filter_events_for_user(

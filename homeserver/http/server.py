@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 import urllib.parse
@@ -507,15 +508,14 @@ def _reject_constant(value: str) -> Any:
 # A JSON escape of a UTF-16 surrogate (paired or not): U+D800..U+DFFF.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
+
 def _finite_float(text: str) -> float:
     # "1e400" parses to infinity, which no JSON encoder can write back: every later read of it would fail.
     value = float(text)
-    if value in (_INF, -_INF):
+    if math.isinf(value):
         raise BadJsonError(f"Number {text[:40]} is out of range")
     return value
 
-
-_INF = float("inf")
 
 # One decoder for every request body (``json.loads`` with an option builds a new one per call).
 _request_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)

@@ -21,9 +21,10 @@ def register_servlets(hs: Any, router: Any) -> None:
     """
     async def get_notifications(request: Any) -> tuple[int, JsonDict]:
         requester = await hs.auth.get_user_by_req(request)
-        from_token = parse_string(request, "from")
+        # A "from" token is a next_token of an earlier page: a stream ordering (400 for anything else).
+        before = parse_integer(request, "from", minimum=0)
         limit = parse_integer(request, "limit", default=20, minimum=1, maximum=MAX_LIMIT)
         only = parse_string(request, "only")
-        return 200, await hs.push_handler.get_notifications(requester, from_token, limit, only)
+        return 200, await hs.push_handler.get_notifications(requester, before, limit, only)
 
     router.register("GET", CLIENT_PREFIX + "/notifications", get_notifications, "notifications")
