@@ -102,7 +102,8 @@ class _Effects:
 
     arm: list[TimerRow] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
-    sends: list[tuple[str, str, Recipient, PageMessage]] = field(default_factory=list)  # (page_id, channel, to, msg)
+    # (page_id, channel, to, msg) or, for a retry, (page_id, channel, to, msg, retries so far)
+    sends: list[tuple[Any, ...]] = field(default_factory=list)
     escalated_tiers: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # channels of pages recorded without sending
 
@@ -128,9 +129,6 @@ class EscalationEngine:
         self._new_id = new_id
         self._calls: dict[str, IDelayedCall] = {}
         self._started = False
-        # page_id -> retries so far, counted from this process's start (a retry's timer payload carries it across a
-        # restart while it is pending; a page requeued before a crash starts counting again).
-        self._page_retries: dict[str, int] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -517,7 +515,10 @@ class EscalationEngine:
         d.addCallback(lambda _: None)
         return d
 
-    def _send(self, page_id: str, channel_name: str, to: Recipient, message: PageMessage) -> "defer.Deferred[None]":
+    def _send(self, page_id: str, channel_name: str, to: Recipient, message: PageMessage,
+              retry: int = 0) -> "defer.Deferred[None]":
+        """Hand one page to its channel and record the outcome; ``retry`` is how many times this page was tried
+        again already (carried by the ``page_retry`` timer's payload, so it survives a restart)."""
         channel = self.webhook if channel_name == "webhook" else self.channels.get(channel_name)
         if channel is None:
             metrics.PAGES_SENT.labels(channel_name, "no_channel").inc()
@@ -529,7 +530,7 @@ class EscalationEngine:
             metrics.PAGES_SENT.labels(channel_name, status).inc()
             d = self.store.finish_page(page_id, status, result.provider_id, self._now_ms())
             if not result.ok and not result.permanent:
-                d.addCallback(lambda _: self._schedule_page_retry(page_id, message.incident_id))
+                d.addCallback(lambda _: self._schedule_page_retry(page_id, message.incident_id, retry))
             return d
 
         def failed(f: Any) -> "defer.Deferred[Any]":
@@ -540,16 +541,13 @@ class EscalationEngine:
         d.addCallbacks(done, failed)
         return d
 
-    def _schedule_page_retry(self, page_id: str, incident_id: str) -> "defer.Deferred[None]":
+    def _schedule_page_retry(self, page_id: str, incident_id: str, retry: int) -> "defer.Deferred[None]":
         """After a page failed for a reason that may pass: a durable ``page_retry`` timer, while the incident is
         open and the page has retries left (:data:`PAGE_RETRIES`, backoff from :data:`PAGE_RETRY_BASE_S`)."""
 
         def txn_fn(txn: Txn, fx: _Effects) -> None:
             inc = self.store.get_incident(txn, incident_id)
-            if inc is None or inc["state"] != OPEN:
-                return
-            retry = self._page_retries.get(page_id, 0)
-            if retry >= PAGE_RETRIES:
+            if retry >= PAGE_RETRIES or inc is None or inc["state"] != OPEN:
                 return
             delay_s = min(PAGE_RETRY_MAX_S, PAGE_RETRY_BASE_S * 2 ** retry)
             self._add_timer(txn, fx, incident_id, "page_retry", self._now_ms() + int(delay_s * 1000),
@@ -564,10 +562,9 @@ class EscalationEngine:
         page = self.store.get_page(txn, payload["page_id"])
         if inc["state"] != OPEN or page is None or page["status"] != "failed":
             return
-        self._page_retries[page["page_id"]] = payload["retry"]
         self.store.requeue_page(txn, page["page_id"])
         fx.sends.append((page["page_id"], page["channel"], self._recipient(page["user_id"], page["channel"], inc),
-                         self._message(inc, page["tier_index"], page["purpose"], page["page_id"])))
+                         self._message(inc, page["tier_index"], page["purpose"], page["page_id"]), payload["retry"]))
 
     def _policy(self, inc: dict[str, Any]) -> EscalationPolicy:
         return self.policies.policies[inc["policy_name"]]

@@ -295,6 +295,7 @@ class FlakyChannel(RecordingChannel):
         self.down = True
         self.permanent = False
         self.failures = 0
+        self.failed_pages: list[str | None] = []
 
     def send(self, recipient: Any, message: Any) -> Any:
         from twisted.internet import defer
@@ -303,6 +304,7 @@ class FlakyChannel(RecordingChannel):
 
         if self.down:
             self.failures += 1
+            self.failed_pages.append(message.page_id)
             return defer.succeed(DeliveryResult(ok=False, error="homeserver unreachable", attempts=2,
                                                 permanent=self.permanent))
         return super().send(recipient, message)
@@ -377,3 +379,22 @@ def test_alert_posted_later_is_linked_for_pages_and_receipts() -> None:
     sms = h.channels["sms"].to("@alice:x")
     assert sms and sms[-1].event_id == "$late-alert" and sms[-1].room_id == "!ops:x"
     assert now(h.engine.read_receipt("@alice:x", "!ops:x", "$late-alert")) == ["inc2"]
+
+
+def test_a_page_is_retried_at_most_page_retries_times_across_a_restart(tmp_path: Path) -> None:
+    """The retry count travels in the durable timer's payload: a restart does not start it again."""
+    from appservices.escalation.engine import PAGE_RETRIES
+
+    db = str(tmp_path / "esc.db")
+    h = Harness(db)
+    flaky = _flaky_matrix(h)
+    h.open()
+    first = flaky.failed_pages[0]
+    h.clock.advance(30)  # two retries, 30 s then 60 s apart
+    h.clock.advance(60)
+    assert flaky.failed_pages.count(first) == 3
+    h.engine.stop()
+    h2 = Harness(db, at=h.clock.seconds())
+    flaky2 = _flaky_matrix(h2)
+    h2.advance(4 * 60)
+    assert flaky.failed_pages.count(first) + flaky2.failed_pages.count(first) == 1 + PAGE_RETRIES
