@@ -41,7 +41,7 @@ OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 _PAGING_TIMERS = ("tier", "read_check")
 #: A page whose channel failed for a reason that may pass (homeserver or provider down, 5xx, timeout) is tried
 #: again this many times, after PAGE_RETRY_BASE_S * 2**n seconds (at most PAGE_RETRY_MAX_S), while the incident
-#: is open: about an hour and a half in all. Durable timers: a restart keeps the schedule.
+#: is open: about an hour in all (30 s, 1, 2, 4, 8 min, then 15 min three times). Durable timers: a restart keeps the schedule.
 PAGE_RETRIES = 8
 PAGE_RETRY_BASE_S = 30.0
 PAGE_RETRY_MAX_S = 900.0
