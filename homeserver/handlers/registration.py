@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from typing import Any
 
 from homeserver.http.errors import Codes, MatrixError
+from homeserver.storage.database import is_integrity_error
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +88,9 @@ class RegistrationHandler:
         try:
             return await self.store.create_user(user_id, password_hash, appservice_id=appservice_id, admin=admin,
                                                 user_type=user_type)
-        except sqlite3.IntegrityError:
-            return False  # a concurrent registration of the same name (case-insensitive unique index)
-        except Exception as e:  # noqa: BLE001 - psycopg2 is imported only on PostgreSQL deployments
-            if type(e).__name__ in ("IntegrityError", "UniqueViolation"):
-                return False
+        except Exception as e:  # noqa: BLE001 - the drivers' own exception types are not imported here
+            if is_integrity_error(e):
+                return False  # a concurrent registration of the same name (case-insensitive unique index)
             raise
 
     async def register_device(self, user_id: str, device_id: str | None = None,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sqlite3
 import threading
 import time
 from typing import Any, Callable, Iterable, Sequence, TypeVar
@@ -39,6 +38,15 @@ _GROUP_COMMIT_MAX = 64
 db_transactions = Counter("tocsin_db_transactions", "Database transactions run, by description", ["desc"])
 db_transaction_seconds = Counter("tocsin_db_transaction_seconds", "Time spent in database transactions (s, "
                                  "on the database thread, queueing excluded), by description", ["desc"])
+
+
+def is_integrity_error(e: BaseException) -> bool:
+    """True when ``e`` is a constraint violation (unique, foreign key, not-null) raised by either engine's driver:
+    ``sqlite3.IntegrityError`` or psycopg2's ``IntegrityError`` (``UniqueViolation`` is a subclass). Neither driver
+    is imported for the check, so a PostgreSQL deployment never loads sqlite3 and an SQLite one never loads
+    psycopg2."""
+    return any(cls.__name__ == "IntegrityError" and cls.__module__.partition(".")[0] in ("sqlite3", "psycopg2")
+               for cls in type(e).__mro__)
 
 
 class Txn:
@@ -272,6 +280,8 @@ class Database:
         PASSIVE checkpoints on its own connection instead, which never block the writer (they copy the frames no
         reader still needs; the writer restarts the WAL from the beginning once all were copied).
         """
+        import sqlite3
+
         conn = sqlite3.connect(self.config.args["database"], check_same_thread=False, isolation_level=None,
                                timeout=30)
         try:
@@ -329,6 +339,8 @@ class Database:
             conn = psycopg2.connect(**args)
             conn.set_session(isolation_level="READ COMMITTED", autocommit=False)
         else:
+            import sqlite3  # here, not at the top: a PostgreSQL deployment never loads it (about 1 MiB resident)
+
             path = self.config.args["database"]
             if path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -413,6 +425,8 @@ class Database:
                 self._drop_conn()  # connection lost: reconnect and try again
                 return True
             return getattr(e, "pgcode", None) in _PG_RETRYABLE
+        import sqlite3
+
         return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
 
     def run_interaction(self, desc: str, func: Callable[..., R], *args: Any, **kwargs: Any) -> "defer.Deferred[R]":

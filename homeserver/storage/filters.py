@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from homeserver.storage.database import Database, Txn
+from homeserver.storage.database import Database, Txn, is_integrity_error
 
 
 def _canonical(filter_json: dict[str, Any]) -> str:
@@ -55,7 +55,7 @@ class FilterStore:
             try:
                 return await self.db.run_interaction("add_filter", _txn)
             except Exception as e:  # noqa: BLE001 - a concurrent upload took the same ID: try the next one
-                if type(e).__name__ not in ("IntegrityError", "UniqueViolation") or attempt == 4:
+                if not is_integrity_error(e) or attempt == 4:
                     raise
         raise AssertionError("unreachable")
 
