@@ -27,7 +27,7 @@ waiting_sync_requests = Gauge("tocsin_sync_waiting_requests", "Long-polling /syn
 class _Waiter:
     __slots__ = ("deferred", "keys", "timer", "_on_cancel")
 
-    def __init__(self, keys: list[str], on_cancel: Callable[["_Waiter"], None]) -> None:
+    def __init__(self, keys: tuple[str, ...], on_cancel: Callable[["_Waiter"], None]) -> None:
         # Cancelled when the client goes away mid-wait: unregister at once rather than at the timeout.
         self._on_cancel = on_cancel
         self.deferred: defer.Deferred = defer.Deferred(canceller=self._cancelled)
@@ -116,15 +116,21 @@ class Notifier:
                         return True
         return False
 
-    async def wait_for_change(self, user_id: str, room_ids: Iterable[str], since: StreamToken,
-                              timeout_ms: int) -> bool:
+    def wait_for_change(self, user_id: str, room_ids: Iterable[str], since: StreamToken,
+                        timeout_ms: int) -> "defer.Deferred[bool]":
         """Wait until something for ``user_id`` or ``room_ids`` is announced after ``since``, at most
-        ``timeout_ms`` milliseconds. Returns True if woken by a change, False on timeout."""
-        keys = [user_id, *room_ids]
+        ``timeout_ms`` milliseconds. The Deferred fires with True if woken by a change, False on timeout; it
+        has already fired when there was a change (True) or ``timeout_ms <= 0`` (False). Cancelling it (the
+        client went away) unregisters the waiter at once.
+
+        A plain function returning the waiter's own Deferred, not a coroutine: a held long-poll keeps no frame
+        of its own here.
+        """
+        keys = (user_id, *room_ids)
         if self.has_changed(keys, since):
-            return True
+            return defer.succeed(True)
         if timeout_ms <= 0:
-            return False
+            return defer.succeed(False)
         waiter = _Waiter(keys, self._unregister)
         for key in keys:
             present = self._waiters.get(key)
@@ -136,10 +142,7 @@ class Notifier:
                 present.add(waiter)
         waiter.timer = self.reactor.callLater(timeout_ms / 1000.0, self._finish, waiter, False)
         waiting_sync_requests.inc()
-        try:
-            return await waiter.deferred
-        finally:
-            waiting_sync_requests.dec()
+        return waiter.deferred
 
     def _finish_all(self, waiters: set[_Waiter]) -> None:
         for waiter in waiters:
@@ -152,6 +155,7 @@ class Notifier:
         waiter.deferred.callback(changed)
 
     def _unregister(self, waiter: _Waiter) -> None:
+        waiting_sync_requests.dec()
         for key in waiter.keys:
             waiters = self._waiters.get(key)
             if waiters is waiter:

@@ -36,6 +36,7 @@ def register_servlets(hs: Any, router: Any) -> None:
         if presence is not None:
             await presence.on_sync(requester.user_id, set_presence)
         config = SyncConfig(requester=requester, filter=flt, since=since, full_state=full_state)
+        request.release_input()  # everything is read; a long-poll waits without the query and headers
         return 200, await hs.sync_handler.wait_for_sync(config, min(timeout, MAX_TIMEOUT_MS))
 
     router.register("GET", CLIENT_PREFIX + r"/sync", sync, "sync")

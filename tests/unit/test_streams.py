@@ -154,3 +154,29 @@ def test_waiters_on_shared_and_single_keys_wake_exactly_when_a_key_changes(
     results = [d.result for d in ds]
     assert results == [False if e is None else e for e in expected]
     assert notifier._waiters == {} and not clock.getDelayedCalls()
+
+
+def test_waiting_gauge_follows_every_way_a_wait_ends() -> None:
+    from homeserver.notifier import waiting_sync_requests
+
+    def gauge() -> float:
+        return waiting_sync_requests._value.get()
+
+    clock = task.Clock()
+    notifier = Notifier(clock)
+    start = gauge()
+    immediate = notifier.wait_for_change("@a:x", [], StreamToken(), 0)
+    assert isinstance(immediate, defer.Deferred) and immediate.result is False and gauge() == start
+    woken = notifier.wait_for_change("@a:x", ["!r:x"], StreamToken(), 30_000)
+    timed_out = notifier.wait_for_change("@b:x", [], StreamToken(), 1_000)
+    cancelled = notifier.wait_for_change("@c:x", ["!r:x"], StreamToken(), 30_000)
+    assert gauge() == start + 3
+    cancelled.addErrback(lambda f: f.trap(defer.CancelledError))
+    cancelled.cancel()
+    assert gauge() == start + 2
+    notifier.notify("events", 1, rooms=["!r:x"])
+    clock.advance(0)
+    assert woken.result is True and gauge() == start + 1
+    clock.advance(1)
+    assert timed_out.result is False and gauge() == start
+    assert notifier._waiters == {} and not clock.getDelayedCalls()
