@@ -12,6 +12,7 @@ deployment implements over Redis pub/sub or PostgreSQL LISTEN/NOTIFY.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable, Iterable
 
 from prometheus_client import Gauge
@@ -23,16 +24,20 @@ logger = logging.getLogger(__name__)
 
 waiting_sync_requests = Gauge("tocsin_sync_waiting_requests", "Long-polling /sync requests currently waiting")
 
+#: Waits time out together in steps of this many milliseconds: a wait ends at the first step at or after its
+#: deadline (at most this much late), and all waits ending at one step share one reactor timer.
+TIMEOUT_STEP_MS = 100
+
 
 class _Waiter:
-    __slots__ = ("deferred", "keys", "timer", "_on_cancel")
+    __slots__ = ("deferred", "keys", "step", "_on_cancel")
 
     def __init__(self, keys: tuple[str, ...], on_cancel: Callable[["_Waiter"], None]) -> None:
         # Cancelled when the client goes away mid-wait: unregister at once rather than at the timeout.
         self._on_cancel = on_cancel
         self.deferred: defer.Deferred = defer.Deferred(canceller=self._cancelled)
         self.keys = keys
-        self.timer: Any = None
+        self.step = 0  # the timeout step it ends at (a key of Notifier._timeouts)
 
     def _cancelled(self, _deferred: defer.Deferred) -> None:
         self._on_cancel(self)
@@ -54,6 +59,9 @@ class Notifier:
         self._callbacks: list[Callable[[str, int], None]] = []
         # Positions the streams were at when this process started: announcements after them are all in _last.
         self._baseline: StreamToken | None = None
+        # Timeouts: step number (time in TIMEOUT_STEP_MS units) -> (the waiters ending then, the one reactor
+        # timer for them). One timer per step in use instead of one per held request (about 0.8 KiB each).
+        self._timeouts: dict[int, tuple[set[_Waiter], Any]] = {}
 
     @property
     def current_token(self) -> StreamToken:
@@ -119,7 +127,8 @@ class Notifier:
     def wait_for_change(self, user_id: str, room_ids: Iterable[str], since: StreamToken,
                         timeout_ms: int) -> "defer.Deferred[bool]":
         """Wait until something for ``user_id`` or ``room_ids`` is announced after ``since``, at most
-        ``timeout_ms`` milliseconds. The Deferred fires with True if woken by a change, False on timeout; it
+        ``timeout_ms`` milliseconds (the timeout fires at the first :data:`TIMEOUT_STEP_MS` step at or after the
+        deadline, so up to 100 ms late). The Deferred fires with True if woken by a change, False on timeout; it
         has already fired when there was a change (True) or ``timeout_ms <= 0`` (False). Cancelling it (the
         client went away) unregisters the waiter at once.
 
@@ -140,9 +149,21 @@ class Notifier:
                 self._waiters[key] = {present, waiter}
             else:
                 present.add(waiter)
-        waiter.timer = self.reactor.callLater(timeout_ms / 1000.0, self._finish, waiter, False)
+        now = self.reactor.seconds()
+        step = math.ceil((now * 1000 + timeout_ms) / TIMEOUT_STEP_MS)
+        entry = self._timeouts.get(step)
+        if entry is None:
+            delay_s = max(0.0, step * TIMEOUT_STEP_MS / 1000 - now)
+            entry = self._timeouts[step] = (set(), self.reactor.callLater(delay_s, self._time_out, step))
+        entry[0].add(waiter)
+        waiter.step = step
         waiting_sync_requests.inc()
         return waiter.deferred
+
+    def _time_out(self, step: int) -> None:
+        waiters, _timer = self._timeouts.pop(step, (set(), None))
+        for waiter in list(waiters):
+            self._finish(waiter, False)
 
     def _finish_all(self, waiters: set[_Waiter]) -> None:
         for waiter in waiters:
@@ -164,5 +185,11 @@ class Notifier:
                 waiters.discard(waiter)
                 if len(waiters) == 1:
                     self._waiters[key] = next(iter(waiters))
-        if waiter.timer is not None and waiter.timer.active():
-            waiter.timer.cancel()
+        entry = self._timeouts.get(waiter.step)
+        if entry is not None:
+            waiters, timer = entry
+            waiters.discard(waiter)
+            if not waiters:
+                del self._timeouts[waiter.step]
+                if timer.active():
+                    timer.cancel()

@@ -180,3 +180,40 @@ def test_waiting_gauge_follows_every_way_a_wait_ends() -> None:
     clock.advance(1)
     assert timed_out.result is False and gauge() == start
     assert notifier._waiters == {} and not clock.getDelayedCalls()
+
+
+def test_waits_ending_in_the_same_step_share_one_timer_and_none_ends_early() -> None:
+    from homeserver.notifier import TIMEOUT_STEP_MS
+
+    clock = task.Clock()
+    clock.advance(1000.037)  # not on a step boundary
+    notifier = Notifier(clock)
+    started = clock.seconds()
+    timeouts = [1000 + 7 * i for i in range(40)]  # 1000 .. 1273 ms: deadlines in four 100 ms steps
+    ended: dict[int, float] = {}
+    for i, timeout in enumerate(timeouts):
+        d = notifier.wait_for_change(f"@u{i}:x", ["!r:x"], StreamToken(), timeout)
+        d.addCallback(lambda changed, i=i: ended.setdefault(i, clock.seconds()) and changed)
+    assert len(clock.getDelayedCalls()) == 4
+    while clock.getDelayedCalls():
+        clock.advance(0.001)
+    assert sorted(ended) == list(range(len(timeouts)))
+    for i, timeout in enumerate(timeouts):
+        late_ms = (ended[i] - started) * 1000 - timeout
+        assert -0.5 < late_ms <= TIMEOUT_STEP_MS + 1, (timeout, late_ms)
+    assert notifier._waiters == {} and notifier._timeouts == {}
+
+
+def test_a_step_timer_is_cancelled_with_its_last_waiter_and_others_keep_theirs() -> None:
+    clock = task.Clock()
+    notifier = Notifier(clock)
+    a = notifier.wait_for_change("@a:x", [], StreamToken(), 5_001)
+    b = notifier.wait_for_change("@b:x", [], StreamToken(), 5_090)  # same 100 ms step as a (ends at 5.1 s)
+    c = notifier.wait_for_change("@c:x", ["!r:x"], StreamToken(), 9_000)
+    assert len(clock.getDelayedCalls()) == 2
+    for d in (a, c):
+        d.addErrback(lambda f: f.trap(defer.CancelledError))
+        d.cancel()
+    assert len(clock.getDelayedCalls()) == 1  # c's step had only c; a's step still has b
+    clock.advance(5.1)
+    assert b.result is False and not clock.getDelayedCalls() and notifier._timeouts == {}
