@@ -34,7 +34,7 @@ from homeserver.push import (
     validate_enabled_body,
     validate_rule,
 )
-from homeserver.push.rules import is_default_rule_id
+from homeserver.push.rules import default_evaluation_rule, is_default_rule_id
 from homeserver.storage.push import PushStore, upsert_read_position_txn
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ class PushHandler:
         self._sentinel_positions = {rule["rule_id"]: i for i, rule in enumerate(self._sentinel_rules)}
         self._dependent_positions = sorted(
             self._sentinel_positions[r] for r in _USER_DEPENDENT_RULES if r in self._sentinel_positions)
+        self._dependent_ids = [self._sentinel_rules[j]["rule_id"] for j in self._dependent_positions]
         hs.event_creation_handler.add_persist_hook(self)
 
     # -- rulesets ----------------------------------------------------------------------------------------------
@@ -326,17 +327,17 @@ class PushHandler:
         # it once for a user nobody mentions, then per member only the rules naming them that come before it.
         template = evaluator.match(self._sentinel_rules, _SENTINEL_USER, None)
         cut = self._sentinel_positions[template["rule_id"]] if template is not None else len(self._sentinel_rules)
-        dependent = [j for j in self._dependent_positions if j < cut]
+        # A defaults-only ruleset keeps no rules: the few naming the member are built for this evaluation.
+        dependent = [rule_id for j, rule_id in zip(self._dependent_positions, self._dependent_ids) if j < cut]
         template_actions = template["actions"] if template is not None else None
         for user_id in targets:
             ruleset = rulesets[user_id]
-            rules = ruleset.evaluation_rules()
             if ruleset.defaults_only:
-                rule = evaluator.match([rules[j] for j in dependent], user_id, names.get(user_id)) \
-                    if dependent else None
+                rule = evaluator.match([default_evaluation_rule(rule_id, user_id) for rule_id in dependent],
+                                       user_id, names.get(user_id)) if dependent else None
                 actions = rule["actions"] if rule is not None else template_actions
             else:
-                rule = evaluator.match(rules, user_id, names.get(user_id))
+                rule = evaluator.match(ruleset.evaluation_rules(), user_id, names.get(user_id))
                 actions = rule["actions"] if rule is not None else None
             if not actions:
                 continue

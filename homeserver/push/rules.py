@@ -28,6 +28,7 @@ from homeserver.push.default_rules import (
     KINDS,
     MASTER_RULE_ID,
     default_rules_for_user,
+    localpart,
 )
 from homeserver.push.evaluator import BODY_KEY, parse_member_count, strip_legacy_actions
 
@@ -170,8 +171,9 @@ class PushRuleset:
     user_id: str
     user_rules: InitVar[Iterable[Mapping[str, Any]]] = ()
     default_overrides: InitVar[Mapping[str, Mapping[str, Any]] | None] = None
-    # Built by __post_init__: {kind: rules in priority order} (tuples: a cached ruleset is never changed).
-    _by_kind: dict[str, tuple[PushRule, ...]] = field(init=False, repr=False, compare=False)
+    # Built by __post_init__: {kind: rules in priority order} (tuples: a cached ruleset is never changed). None
+    # for a defaults-only ruleset, which keeps nothing but its user ID (see _kinds).
+    _by_kind: dict[str, tuple[PushRule, ...]] | None = field(init=False, repr=False, compare=False)
     _evaluation_rules: list[dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
     #: True when the user has no rules of their own and changed no default rule: the ruleset is exactly the
     #: server defaults (PushHandler evaluates such rulesets together).
@@ -181,66 +183,27 @@ class PushRuleset:
                       default_overrides: Mapping[str, Mapping[str, Any]] | None) -> None:
         # Neither argument is kept: the rules are copied into PushRules (a cached ruleset holds nothing twice).
         default_overrides = default_overrides or {}
-        own: dict[str, list[PushRule]] = {kind: [] for kind in KINDS}
         indexed = list(enumerate(user_rules))
         self.defaults_only = not indexed and not default_overrides
-        indexed.sort(key=lambda pair: (-int(pair[1].get("priority", 0) or 0), pair[0]))
-        for _, row in indexed:
-            kind = row.get("kind")
-            rule_id = row.get("rule_id")
-            if kind not in own or not isinstance(rule_id, str) or rule_id.startswith("."):
-                continue
-            own[kind].append(
-                PushRule(
-                    kind=kind,
-                    rule_id=rule_id,
-                    actions=list(row.get("actions") or []),
-                    conditions=list(row.get("conditions") or []) if kind in ("override", "underride") else None,
-                    pattern=row.get("pattern") if kind == "content" else None,
-                    enabled=bool(row.get("enabled", True)),
-                )
-            )
+        self._by_kind = None if self.defaults_only else _merge(self.user_id, indexed, default_overrides)
 
-        defaults: dict[str, list[PushRule]] = {}
-        shared = _shared_default_rules()
-        for kind, rules in default_rules_for_user(self.user_id).items():
-            defaults[kind] = []
-            for rule in rules:
-                change = default_overrides.get(rule["rule_id"]) or {}
-                if not change and rule["rule_id"] in shared:
-                    defaults[kind].append(shared[rule["rule_id"]])
-                    continue
-                actions, conditions = _share_unchanged_parts(rule)
-                defaults[kind].append(
-                    PushRule(
-                        kind=kind,
-                        rule_id=rule["rule_id"],
-                        actions=list(change["actions"]) if "actions" in change else actions,
-                        conditions=conditions,
-                        pattern=rule.get("pattern"),
-                        enabled=bool(change["enabled"]) if "enabled" in change else rule["enabled"],
-                        default=True,
-                    )
-                )
-
-        master = [r for r in defaults["override"] if r.rule_id == MASTER_RULE_ID]
-        other_default_overrides = [r for r in defaults["override"] if r.rule_id != MASTER_RULE_ID]
-        self._by_kind = {
-            "override": (*master, *own["override"], *other_default_overrides),
-            "content": (*own["content"], *defaults["content"]),
-            "room": (*own["room"], *defaults["room"]),
-            "sender": (*own["sender"], *defaults["sender"]),
-            "underride": (*own["underride"], *defaults["underride"]),
-        }
+    def _kinds(self) -> dict[str, tuple[PushRule, ...]]:
+        """``{kind: rules in priority order}``. A defaults-only ruleset builds it on each call and does not keep
+        it: a server caches one ruleset per user it pushes to, and the defaults differ between users only in the
+        rules naming them (push evaluation takes those from :func:`default_evaluation_rule`); what calls this
+        for such a ruleset (``/pushrules`` reads, an initial sync's ``m.push_rules``) is rare."""
+        by_kind = self._by_kind
+        return by_kind if by_kind is not None else _merge(self.user_id, [], {})
 
     def rules(self, kind: str) -> list[PushRule]:
         """The rules of ``kind`` in priority order (most important first). Raises InvalidParamError (400)."""
         check_kind(kind)
-        return list(self._by_kind[kind])
+        return list(self._kinds()[kind])
 
     def all_rules(self) -> list[PushRule]:
         """Every rule, enabled or not, in evaluation order (override, content, room, sender, underride)."""
-        return [rule for kind in KINDS for rule in self._by_kind[kind]]
+        by_kind = self._kinds()
+        return [rule for kind in KINDS for rule in by_kind[kind]]
 
     def get_rule(self, kind: str, rule_id: str) -> PushRule:
         """The rule ``kind``/``rule_id``.
@@ -250,7 +213,7 @@ class PushRuleset:
             NotFoundError: 404 ``M_NOT_FOUND`` when there is no such rule.
         """
         check_kind(kind)
-        for rule in self._by_kind[kind]:
+        for rule in self._kinds()[kind]:
             if rule.rule_id == rule_id:
                 return rule
         raise NotFoundError("The push rule was not found.")
@@ -258,11 +221,12 @@ class PushRuleset:
     def user_rule_ids(self, kind: str) -> list[str]:
         """Ids of the user's own rules of ``kind`` in priority order (what ``insert_position`` works on)."""
         check_kind(kind)
-        return [rule.rule_id for rule in self._by_kind[kind] if not rule.default]
+        return [rule.rule_id for rule in self._kinds()[kind] if not rule.default]
 
     def global_json(self) -> dict[str, list[dict[str, Any]]]:
         """The ruleset as ``GET /pushrules/global/`` returns it: ``{"override": [...], ..., "underride": [...]}``."""
-        return {kind: [rule.to_client_json() for rule in self._by_kind[kind]] for kind in KINDS}
+        by_kind = self._kinds()
+        return {kind: [rule.to_client_json() for rule in by_kind[kind]] for kind in KINDS}
 
     def to_client_json(self) -> dict[str, Any]:
         """``{"global": {...}}`` as ``GET /pushrules/`` returns it; also the ``m.push_rules`` account data content."""
@@ -273,11 +237,119 @@ class PushRuleset:
 
         Each is ``{"rule_id", "kind", "actions", "conditions"}`` with the conditions content/room/sender rules
         imply made explicit (:meth:`PushRule.evaluation_rule`: the server-default rules every user shares are
-        the same dicts in every ruleset). Computed once per ruleset; treat the result as read-only.
+        the same dicts in every ruleset). Computed once per ruleset, except for a defaults-only one, which keeps
+        nothing (it is built on each call: push evaluation of such users goes through
+        :func:`default_evaluation_rule` instead); treat the result as read-only.
         """
-        if self._evaluation_rules is None:
-            self._evaluation_rules = [rule.evaluation_rule() for rule in self.all_rules() if rule.enabled]
-        return self._evaluation_rules
+        rules = self._evaluation_rules
+        if rules is None:
+            rules = [rule.evaluation_rule() for rule in self.all_rules() if rule.enabled]
+            if not self.defaults_only:
+                self._evaluation_rules = rules
+        return rules
+
+
+#: rule_id -> (kind, actions, condition parts) for the server-default rules that name their user (see
+#: default_evaluation_rule): a part is a condition dict shared by every user, or ``(template, key, whole_id)``:
+#: the template condition with ``key`` set to the user's ID (whole_id True) or to its localpart.
+_naming_recipes: dict[str, tuple[str, list[Any], list[Any]]] = {}
+_RECIPE_USERS = ("@tocsin-recipe-a:a.invalid", "@tocsin-recipe-b:b.invalid")
+
+
+def default_evaluation_rule(rule_id: str, user_id: str) -> dict[str, Any]:
+    """The server-default rule ``rule_id`` as :meth:`PushRuleset.evaluation_rules` lists it for ``user_id`` when
+    the user changed nothing (a defaults-only ruleset), without building or keeping the user's ruleset.
+
+    A rule that is the same for every user is the one shared dict; a rule naming the user (``invite_for_me``,
+    ``is_user_mention``, ``contains_user_name``) is a fresh dict each call, sharing its actions and the conditions
+    that do not name the user. Raises KeyError for an id that is no server-default rule.
+    """
+    shared = _shared_default_rules().get(rule_id)
+    if shared is not None:
+        return shared.evaluation_rule()
+    recipe = _naming_recipes.get(rule_id)
+    if recipe is None:
+        if rule_id not in DEFAULT_RULE_KINDS:
+            raise KeyError(rule_id)
+        recipe = _naming_recipes[rule_id] = _naming_recipe(rule_id)
+    kind, actions, parts = recipe
+    name = localpart(user_id)
+    conditions = [part if type(part) is dict else {**part[0], part[1]: user_id if part[2] else name}
+                  for part in parts]
+    return {"rule_id": rule_id, "kind": kind, "actions": actions, "conditions": conditions}
+
+
+def _naming_recipe(rule_id: str) -> tuple[str, list[Any], list[Any]]:
+    """Derive how ``rule_id`` names its user by comparing the rule as two made-up users get it: the conditions
+    equal for both are shared; in each other one exactly one value differs and is the user's ID or localpart."""
+    a, b = (next(r for r in PushRuleset(u).all_rules() if r.rule_id == rule_id) for u in _RECIPE_USERS)
+    rule_a, rule_b = a.evaluation_rule(), b.evaluation_rule()
+    parts: list[Any] = []
+    for cond_a, cond_b in zip(rule_a["conditions"], rule_b["conditions"], strict=True):
+        if cond_a == cond_b:
+            parts.append(cond_a)
+            continue
+        (key,) = [k for k in cond_a if cond_a[k] != cond_b.get(k)]
+        whole = cond_a[key] == _RECIPE_USERS[0] and cond_b[key] == _RECIPE_USERS[1]
+        if not whole and (cond_a[key], cond_b[key]) != tuple(localpart(u) for u in _RECIPE_USERS):
+            raise AssertionError(f"default rule {rule_id} names its user in an unknown way: {cond_a}")
+        parts.append((cond_a, key, whole))  # {**cond_a, key: ...} keeps the keys' order
+    return rule_a["kind"], rule_a["actions"], parts
+
+
+def _merge(user_id: str, indexed: list[tuple[int, Mapping[str, Any]]],
+           default_overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, tuple[PushRule, ...]]:
+    """``{kind: rules in priority order}`` for :class:`PushRuleset`: the server defaults for ``user_id`` merged
+    with the user's own rules (``(list position, row)`` pairs) and their changes to defaults (as there)."""
+    own: dict[str, list[PushRule]] = {kind: [] for kind in KINDS}
+    indexed.sort(key=lambda pair: (-int(pair[1].get("priority", 0) or 0), pair[0]))
+    for _, row in indexed:
+        kind = row.get("kind")
+        rule_id = row.get("rule_id")
+        if kind not in own or not isinstance(rule_id, str) or rule_id.startswith("."):
+            continue
+        own[kind].append(
+            PushRule(
+                kind=kind,
+                rule_id=rule_id,
+                actions=list(row.get("actions") or []),
+                conditions=list(row.get("conditions") or []) if kind in ("override", "underride") else None,
+                pattern=row.get("pattern") if kind == "content" else None,
+                enabled=bool(row.get("enabled", True)),
+            )
+        )
+
+    defaults: dict[str, list[PushRule]] = {}
+    shared = _shared_default_rules()
+    for kind, rules in default_rules_for_user(user_id).items():
+        defaults[kind] = []
+        for rule in rules:
+            change = default_overrides.get(rule["rule_id"]) or {}
+            if not change and rule["rule_id"] in shared:
+                defaults[kind].append(shared[rule["rule_id"]])
+                continue
+            actions, conditions = _share_unchanged_parts(rule)
+            defaults[kind].append(
+                PushRule(
+                    kind=kind,
+                    rule_id=rule["rule_id"],
+                    actions=list(change["actions"]) if "actions" in change else actions,
+                    conditions=conditions,
+                    pattern=rule.get("pattern"),
+                    enabled=bool(change["enabled"]) if "enabled" in change else rule["enabled"],
+                    default=True,
+                )
+            )
+
+    master = [r for r in defaults["override"] if r.rule_id == MASTER_RULE_ID]
+    other_default_overrides = [r for r in defaults["override"] if r.rule_id != MASTER_RULE_ID]
+    return {
+        "override": (*master, *own["override"], *other_default_overrides),
+        "content": (*own["content"], *defaults["content"]),
+        "room": (*own["room"], *defaults["room"]),
+        "sender": (*own["sender"], *defaults["sender"]),
+        "underride": (*own["underride"], *defaults["underride"]),
+    }
 
 
 # --- validation for PUT /pushrules/global/{kind}/{ruleId} and friends -------------------------------------------

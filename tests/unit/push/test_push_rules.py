@@ -330,3 +330,50 @@ def test_ruleset_keeps_no_copy_of_its_inputs_and_knows_when_it_is_the_defaults()
     assert PushRuleset(ALICE, [], {}).defaults_only is True
     assert PushRuleset(ALICE, [], {".m.rule.suppress_notices": {"enabled": False}}).defaults_only is False
     assert ruleset.rules("content")[0].rule_id == "kw-db"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_localparts = st.text("abcdefghijklmnopqrstuvwxyz0123456789._=-/+", min_size=1, max_size=20)
+_servers = st.sampled_from(["example.org", "chat.example.com", "localhost:8448", "[::1]:8008"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(_localparts, _servers)
+def test_default_evaluation_rule_is_what_the_users_whole_ruleset_gives(local: str, server: str) -> None:
+    """What push evaluation uses for a member who changed nothing, rule by rule, is exactly (values and key
+    order) the rule of the member's whole default ruleset; rules naming nobody are the one shared dict."""
+    import json
+
+    from homeserver.push.rules import default_evaluation_rule
+
+    user_id = f"@{local}:{server}"
+    whole = PushRuleset(user_id).evaluation_rules()
+    other = {r["rule_id"]: r for r in PushRuleset("@someone-else:example.net").evaluation_rules()}
+    for rule in whole:
+        built = default_evaluation_rule(rule["rule_id"], user_id)
+        assert json.dumps(built) == json.dumps(rule)
+        assert built["actions"] is other[rule["rule_id"]]["actions"]  # shared: the actions memo keys on identity
+        if built == other[rule["rule_id"]]:
+            assert built is other[rule["rule_id"]]
+    names = {r["rule_id"] for r in whole if r != other[r["rule_id"]]}
+    assert names == {".m.rule.invite_for_me", ".m.rule.is_user_mention", ".m.rule.contains_user_name"}
+    with pytest.raises(KeyError):
+        default_evaluation_rule("not-a-default", user_id)
+
+
+def test_a_defaults_only_ruleset_keeps_nothing_but_its_user_and_a_changed_one_keeps_its_rules() -> None:
+    """Memory of the ruleset cache (one entry per user the server pushes to): a user who changed nothing costs
+    a user ID; reading the ruleset (``/pushrules``, initial sync) builds it without keeping it."""
+    plain = PushRuleset(BOB)
+    assert plain._by_kind is None and plain._evaluation_rules is None
+    first = plain.to_client_json()
+    assert plain.evaluation_rules() == PushRuleset(BOB, [], {}).evaluation_rules()
+    assert plain.get_rule("content", ".m.rule.contains_user_name").pattern == BOB[1:].split(":")[0]
+    assert plain._by_kind is None and plain._evaluation_rules is None
+    assert plain.to_client_json() == first
+    changed = PushRuleset(BOB, [dict(KEYWORD)], {})
+    rules = changed.evaluation_rules()
+    assert changed._by_kind is not None and changed.evaluation_rules() is rules
+    assert [r["rule_id"] for r in rules if r["kind"] == "content"] == ["kw-db", ".m.rule.contains_user_name"]
