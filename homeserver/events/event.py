@@ -19,10 +19,12 @@ _SHARED_ID_LIST_KEYS = ("auth_events", "prev_events")
 
 
 def share_pdu_strings(pdu: dict[str, Any]) -> dict[str, Any]:
-    """Intern (``sys.intern``) the strings events repeat: ``room_id``, ``sender``, ``type``, ``state_key`` and
-    the IDs in ``auth_events``/``prev_events`` (every event of a room names the same few auth events). A cached
-    event then shares them with every other event, about a fifth of its memory. Changes ``pdu`` in place (same
-    values) and returns it; anything that is not a string is left as it is."""
+    """The PDU as an event keeps it: the strings events repeat interned (``sys.intern``: ``room_id``, ``sender``,
+    ``type``, ``state_key`` and the IDs in ``auth_events``/``prev_events``, since every event of a room names the
+    same few auth events), so a cached event shares them with every other event (about a fifth of its memory),
+    in a new dict of the same items, sized for them (a dict from ``orjson.loads`` is over-allocated: 632 bytes
+    instead of 464 for a membership event). Values are the same; anything that is not a string is left as it
+    is; ``pdu`` itself is changed (the interned values) but no longer needed."""
     for key in _SHARED_STRING_KEYS:
         value = pdu.get(key)
         if type(value) is str:
@@ -31,7 +33,7 @@ def share_pdu_strings(pdu: dict[str, Any]) -> dict[str, Any]:
         ids = pdu.get(key)
         if type(ids) is list:
             pdu[key] = [sys.intern(i) if type(i) is str else i for i in ids]
-    return pdu
+    return {key: value for key, value in pdu.items()}
 
 
 class Event:

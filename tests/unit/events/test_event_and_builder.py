@@ -210,3 +210,19 @@ def test_stored_event_forgets_its_canonical_json_and_recomputes_it_the_same() ->
     again = event.canonical_json()
     assert again == first and again is not first
     assert again == encode_canonical_json(event.get_pdu_json())
+
+
+def test_a_stored_events_pdu_is_compact_and_equal() -> None:
+    """What the event store keeps of a row: share_pdu_strings hands back an equal dict, in the same key order,
+    no larger than one built item by item (orjson's own dict is over-allocated)."""
+    import sys
+
+    import orjson
+
+    from homeserver.events.event import share_pdu_strings
+
+    raw = build().canonical_json()
+    parsed = orjson.loads(raw)
+    kept = share_pdu_strings(orjson.loads(raw))
+    assert kept == parsed and list(kept) == list(parsed)
+    assert sys.getsizeof(kept) <= sys.getsizeof({k: v for k, v in parsed.items()}) < sys.getsizeof(parsed)
