@@ -95,6 +95,8 @@ class RoomStore:
         self._rooms: OrderedDict[str, _RoomCache] = OrderedDict()
         # user_id -> joined rooms, least recently read first (bounded by _USER_ROOMS_CACHE_MAX).
         self._user_rooms: OrderedDict[str, frozenset[str]] = OrderedDict()
+        # Equal room sets are one object (see _shared_rooms): the members of a team's rooms have the same set.
+        self._room_sets: dict[frozenset[str], frozenset[str]] = {}
         # Fills of _rooms (by room_id) and _user_rooms (by user_id) that raced with a persisted event are not
         # stored: on_event_persisted may already have run and would not patch a copy stored after it.
         self._room_fills = _FillGuard()
@@ -228,9 +230,9 @@ class RoomStore:
             rooms = self._user_rooms.get(user_id)
             if rooms is not None:
                 if membership == "join":
-                    self._user_rooms[user_id] = rooms | {event.room_id}
+                    self._user_rooms[user_id] = self._shared_rooms(rooms | {event.room_id})
                 else:
-                    self._user_rooms[user_id] = rooms - {event.room_id}
+                    self._user_rooms[user_id] = self._shared_rooms(rooms - {event.room_id})
 
     # -- rooms -------------------------------------------------------------------------------------------------
 
@@ -379,7 +381,7 @@ class RoomStore:
             )
         finally:
             clean = self._user_room_fills.end(user_id, token)
-        rooms = frozenset(r[0] for r in rows)
+        rooms = self._shared_rooms(frozenset(r[0] for r in rows))
         cached = self._user_rooms.get(user_id)
         if cached is not None:
             # Stored by a fill that finished first (and kept up to date since): newer than or as new as ours.
@@ -389,6 +391,13 @@ class RoomStore:
             if len(self._user_rooms) > _USER_ROOMS_CACHE_MAX:
                 self._user_rooms.popitem(last=False)
         return rooms
+
+    def _shared_rooms(self, rooms: frozenset[str]) -> frozenset[str]:
+        """``rooms``, or the equal set already cached for another user (each user's entry of the rooms-for-user
+        cache would otherwise be a set of its own, 216 bytes and up). Bounded by starting over."""
+        if len(self._room_sets) >= _USER_ROOMS_CACHE_MAX:
+            self._room_sets.clear()
+        return self._room_sets.setdefault(rooms, rooms)
 
     async def get_users_who_share_room_with(self, user_id: str) -> set[str]:
         """Users joined to any room ``user_id`` is joined to (including ``user_id``)."""

@@ -150,3 +150,22 @@ def test_room_cache_is_bounded_lru_and_keeps_a_room_being_created(tmp_path: Any,
     members("!r3:test")
     assert list(world.rooms._rooms) == ["!r1:test", "!r3:test"]
     assert members("!new:test") == frozenset({ALICE})
+
+
+def test_users_in_the_same_rooms_share_one_cached_set_and_each_follows_their_own_joins(tmp_path: Any) -> None:
+    world = _World(tmp_path)
+    world.join(BOB)
+    world.join(CAROL)
+    sets = {u: result(start(world.rooms.get_rooms_for_user(u))) for u in (ALICE, BOB, CAROL)}
+    assert sets[ALICE] == sets[BOB] == sets[CAROL] == frozenset({world.room.room_id})
+    assert sets[ALICE] is sets[BOB] is sets[CAROL]  # one object for the three entries
+    other = world.new_room("!other:test")  # Alice creates and joins it
+    world.join(BOB, other)
+    both = frozenset({world.room.room_id, other.room_id})
+    assert world.rooms._user_rooms[ALICE] == world.rooms._user_rooms[BOB] == both
+    assert world.rooms._user_rooms[ALICE] is world.rooms._user_rooms[BOB]
+    assert world.rooms._user_rooms[CAROL] == frozenset({world.room.room_id})  # unchanged by the others' joins
+    world.persist(other.send("m.room.member", BOB, {"membership": "leave"}, BOB))
+    assert world.rooms._user_rooms[BOB] == frozenset({world.room.room_id})
+    assert world.rooms._user_rooms[BOB] is world.rooms._user_rooms[CAROL]
+    assert result(start(world.rooms.get_rooms_for_user(ALICE))) == both
