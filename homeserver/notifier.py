@@ -60,7 +60,7 @@ class Notifier:
         # Positions the streams were at when this process started: announcements after them are all in _last.
         self._baseline: StreamToken | None = None
         # Timeouts: step number (time in TIMEOUT_STEP_MS units) -> (the waiters ending then, the one reactor
-        # timer for them). One timer per step in use instead of one per held request (about 0.8 KiB each).
+        # timer for them). One timer per step in use instead of one per held request (about 0.4 KiB each).
         self._timeouts: dict[int, tuple[set[_Waiter], Any]] = {}
 
     @property
