@@ -34,7 +34,7 @@ from homeserver.push import (
     validate_enabled_body,
     validate_rule,
 )
-from homeserver.push.rules import default_evaluation_rule, is_default_rule_id
+from homeserver.push.rules import is_default_rule_id, user_relative_default_rule
 from homeserver.storage.push import PushStore, upsert_read_position_txn
 
 logger = logging.getLogger(__name__)
@@ -327,14 +327,14 @@ class PushHandler:
         # it once for a user nobody mentions, then per member only the rules naming them that come before it.
         template = evaluator.match(self._sentinel_rules, _SENTINEL_USER, None)
         cut = self._sentinel_positions[template["rule_id"]] if template is not None else len(self._sentinel_rules)
-        # A defaults-only ruleset keeps no rules: the few naming the member are built for this evaluation.
-        dependent = [rule_id for j, rule_id in zip(self._dependent_positions, self._dependent_ids) if j < cut]
+        # A defaults-only ruleset keeps no rules: the rules naming the member are the shared user-relative ones.
+        dependent = [user_relative_default_rule(rule_id)
+                     for j, rule_id in zip(self._dependent_positions, self._dependent_ids) if j < cut]
         template_actions = template["actions"] if template is not None else None
         for user_id in targets:
             ruleset = rulesets[user_id]
             if ruleset.defaults_only:
-                rule = evaluator.match([default_evaluation_rule(rule_id, user_id) for rule_id in dependent],
-                                       user_id, names.get(user_id)) if dependent else None
+                rule = evaluator.match(dependent, user_id, names.get(user_id)) if dependent else None
                 actions = rule["actions"] if rule is not None else template_actions
             else:
                 rule = evaluator.match(ruleset.evaluation_rules(), user_id, names.get(user_id))

@@ -24,6 +24,35 @@ from homeserver.push.default_rules import LEGACY_MENTION_RULE_IDS
 
 _MISSING = object()
 
+
+class UserRef:
+    """A condition value that stands for the member whose rules are evaluated: their user ID or its localpart.
+
+    Only in the server-default rules that name their user, in the one shared copy the push fast path evaluates
+    for every member who changed no rule (``homeserver.push.rules.user_relative_default_rule``): the evaluator
+    reads the member's own value where a condition holds one of the two instances, :data:`USER_ID` and
+    :data:`USER_LOCALPART`. Never in a rule a client sees or stores.
+    """
+
+    __slots__ = ("whole",)
+
+    def __init__(self, whole: bool) -> None:
+        self.whole = whole
+
+    def resolve(self, user_id: str) -> str:
+        """``user_id`` itself, or its localpart (``@alice:example.com`` -> ``alice``)."""
+        if self.whole:
+            return user_id
+        body = user_id[1:] if user_id.startswith("@") else user_id
+        return body.split(":", 1)[0]
+
+    def __repr__(self) -> str:
+        return "USER_ID" if self.whole else "USER_LOCALPART"
+
+
+USER_ID = UserRef(True)
+USER_LOCALPART = UserRef(False)
+
 #: The property path whose ``event_match`` matches words of the value instead of the whole value.
 BODY_KEY = "content.body"
 
@@ -334,6 +363,8 @@ class PushRuleEvaluator:
     def _event_match(self, condition: Mapping[str, Any], user_id: str, display_name: str | None) -> bool:
         key = condition.get("key")
         pattern = condition.get("pattern")
+        if type(pattern) is UserRef:
+            pattern = pattern.resolve(user_id)
         if not isinstance(key, str) or not isinstance(pattern, str):
             return False
         memo_key = (key, pattern)
@@ -352,6 +383,8 @@ class PushRuleEvaluator:
         if not isinstance(key, str) or "value" not in condition:
             return False
         expected = condition["value"]
+        if type(expected) is UserRef:
+            expected = expected.resolve(user_id)
         value = self.value_at(key)
         return _is_scalar(value) and _same_scalar(value, expected)
 
@@ -362,6 +395,8 @@ class PushRuleEvaluator:
         if not isinstance(key, str) or "value" not in condition:
             return False
         expected = condition["value"]
+        if type(expected) is UserRef:
+            expected = expected.resolve(user_id)
         if not _is_scalar(expected):
             return False
         value = self.value_at(key)

@@ -30,7 +30,13 @@ from homeserver.push.default_rules import (
     default_rules_for_user,
     localpart,
 )
-from homeserver.push.evaluator import BODY_KEY, parse_member_count, strip_legacy_actions
+from homeserver.push.evaluator import (
+    BODY_KEY,
+    USER_ID,
+    USER_LOCALPART,
+    parse_member_count,
+    strip_legacy_actions,
+)
 
 #: Condition kinds the spec defines, with the parameters each requires and their JSON types.
 _CONDITION_PARAMS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
@@ -190,7 +196,7 @@ class PushRuleset:
     def _kinds(self) -> dict[str, tuple[PushRule, ...]]:
         """``{kind: rules in priority order}``. A defaults-only ruleset builds it on each call and does not keep
         it: a server caches one ruleset per user it pushes to, and the defaults differ between users only in the
-        rules naming them (push evaluation takes those from :func:`default_evaluation_rule`); what calls this
+        rules naming them (push evaluation uses :func:`user_relative_default_rule` for those); what calls this
         for such a ruleset (``/pushrules`` reads, an initial sync's ``m.push_rules``) is rare."""
         by_kind = self._by_kind
         return by_kind if by_kind is not None else _merge(self.user_id, [], {})
@@ -239,7 +245,7 @@ class PushRuleset:
         imply made explicit (:meth:`PushRule.evaluation_rule`: the server-default rules every user shares are
         the same dicts in every ruleset). Computed once per ruleset, except for a defaults-only one, which keeps
         nothing (it is built on each call: push evaluation of such users goes through
-        :func:`default_evaluation_rule` instead); treat the result as read-only.
+        :func:`user_relative_default_rule` instead); treat the result as read-only.
         """
         rules = self._evaluation_rules
         if rules is None:
@@ -250,33 +256,40 @@ class PushRuleset:
 
 
 #: rule_id -> (kind, actions, condition parts) for the server-default rules that name their user (see
-#: default_evaluation_rule): a part is a condition dict shared by every user, or ``(template, key, whole_id)``:
-#: the template condition with ``key`` set to the user's ID (whole_id True) or to its localpart.
+#: user_relative_default_rule): a part is a condition dict shared by every user, or ``(template, key, whole_id)``:
+#: the template condition with ``key`` holding the user's ID (whole_id True) or its localpart.
 _naming_recipes: dict[str, tuple[str, list[Any], list[Any]]] = {}
+_relative_rules: dict[str, dict[str, Any]] = {}
 _RECIPE_USERS = ("@tocsin-recipe-a:a.invalid", "@tocsin-recipe-b:b.invalid")
 
 
-def default_evaluation_rule(rule_id: str, user_id: str) -> dict[str, Any]:
-    """The server-default rule ``rule_id`` as :meth:`PushRuleset.evaluation_rules` lists it for ``user_id`` when
-    the user changed nothing (a defaults-only ruleset), without building or keeping the user's ruleset.
-
-    A rule that is the same for every user is the one shared dict; a rule naming the user (``invite_for_me``,
-    ``is_user_mention``, ``contains_user_name``) is a fresh dict each call, sharing its actions and the conditions
-    that do not name the user. Raises KeyError for an id that is no server-default rule.
+def user_relative_default_rule(rule_id: str) -> dict[str, Any]:
+    """The server-default rule ``rule_id`` as :meth:`PushRuleset.evaluation_rules` lists it for any user who
+    changed nothing (a defaults-only ruleset), one shared dict for every such user: where the rule names its user
+    (``invite_for_me``, ``is_user_mention``, ``contains_user_name``), the condition holds
+    :data:`~homeserver.push.evaluator.USER_ID` or :data:`~homeserver.push.evaluator.USER_LOCALPART`, which
+    :meth:`PushRuleEvaluator.match` reads as the evaluated member's own value. So push evaluation of such members
+    needs nothing per member: neither a kept ruleset nor rules built per event. Actions are the shared defaults'.
+    Raises KeyError for an id that is no server-default rule.
     """
+    rule = _relative_rules.get(rule_id)
+    if rule is not None:
+        return rule
     shared = _shared_default_rules().get(rule_id)
     if shared is not None:
-        return shared.evaluation_rule()
-    recipe = _naming_recipes.get(rule_id)
-    if recipe is None:
+        rule = shared.evaluation_rule()
+    else:
         if rule_id not in DEFAULT_RULE_KINDS:
             raise KeyError(rule_id)
-        recipe = _naming_recipes[rule_id] = _naming_recipe(rule_id)
-    kind, actions, parts = recipe
-    name = localpart(user_id)
-    conditions = [part if type(part) is dict else {**part[0], part[1]: user_id if part[2] else name}
-                  for part in parts]
-    return {"rule_id": rule_id, "kind": kind, "actions": actions, "conditions": conditions}
+        recipe = _naming_recipes.get(rule_id)
+        if recipe is None:
+            recipe = _naming_recipes[rule_id] = _naming_recipe(rule_id)
+        kind, actions, parts = recipe
+        conditions = [part if type(part) is dict else {**part[0], part[1]: USER_ID if part[2] else USER_LOCALPART}
+                      for part in parts]
+        rule = {"rule_id": rule_id, "kind": kind, "actions": actions, "conditions": conditions}
+    _relative_rules[rule_id] = rule
+    return rule
 
 
 def _naming_recipe(rule_id: str) -> tuple[str, list[Any], list[Any]]:

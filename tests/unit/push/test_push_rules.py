@@ -339,28 +339,71 @@ _localparts = st.text("abcdefghijklmnopqrstuvwxyz0123456789._=-/+", min_size=1, 
 _servers = st.sampled_from(["example.org", "chat.example.com", "localhost:8448", "[::1]:8008"])
 
 
+def _resolved(value: Any, user_id: str) -> Any:
+    from homeserver.push.evaluator import UserRef
+
+    if type(value) is UserRef:
+        return value.resolve(user_id)
+    if isinstance(value, dict):
+        return {k: _resolved(v, user_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolved(v, user_id) for v in value]
+    return value
+
+
 @settings(max_examples=60, deadline=None)
 @given(_localparts, _servers)
-def test_default_evaluation_rule_is_what_the_users_whole_ruleset_gives(local: str, server: str) -> None:
-    """What push evaluation uses for a member who changed nothing, rule by rule, is exactly (values and key
-    order) the rule of the member's whole default ruleset; rules naming nobody are the one shared dict."""
+def test_user_relative_default_rules_are_each_users_own_rules(local: str, server: str) -> None:
+    """The one shared copy push evaluation uses for every member who changed nothing is, with its user references
+    read as this member, exactly (values and key order) the rule of the member's whole default ruleset; rules
+    naming nobody are the shared dicts themselves, and actions are shared (the actions memo keys on identity)."""
     import json
 
-    from homeserver.push.rules import default_evaluation_rule
+    from homeserver.push.evaluator import USER_ID, USER_LOCALPART
+    from homeserver.push.rules import user_relative_default_rule
 
     user_id = f"@{local}:{server}"
     whole = PushRuleset(user_id).evaluation_rules()
     other = {r["rule_id"]: r for r in PushRuleset("@someone-else:example.net").evaluation_rules()}
+    refs = set()
     for rule in whole:
-        built = default_evaluation_rule(rule["rule_id"], user_id)
-        assert json.dumps(built) == json.dumps(rule)
-        assert built["actions"] is other[rule["rule_id"]]["actions"]  # shared: the actions memo keys on identity
-        if built == other[rule["rule_id"]]:
-            assert built is other[rule["rule_id"]]
-    names = {r["rule_id"] for r in whole if r != other[r["rule_id"]]}
-    assert names == {".m.rule.invite_for_me", ".m.rule.is_user_mention", ".m.rule.contains_user_name"}
+        relative = user_relative_default_rule(rule["rule_id"])
+        assert relative is user_relative_default_rule(rule["rule_id"])
+        assert json.dumps(_resolved(relative, user_id)) == json.dumps(rule)
+        assert relative["actions"] is other[rule["rule_id"]]["actions"]
+        if rule == other[rule["rule_id"]]:
+            assert relative is other[rule["rule_id"]]
+        refs |= {c.get("pattern") for c in relative["conditions"]} | {c.get("value") for c in relative["conditions"]}
+    assert USER_ID in refs and USER_LOCALPART in refs
     with pytest.raises(KeyError):
-        default_evaluation_rule("not-a-default", user_id)
+        user_relative_default_rule("not-a-default")
+
+
+@settings(max_examples=60, deadline=None)
+@given(_localparts, st.sampled_from(["", "hello", "ping {lp}", "{lp}!", "x{lp}y", "{uid} please"]),
+       st.booleans(), st.booleans())
+def test_evaluating_the_user_relative_rules_matches_like_the_users_own(local: str, body: str, mention: bool,
+                                                                      invite: bool) -> None:
+    from homeserver.push import PushRuleEvaluator
+    from homeserver.push.rules import user_relative_default_rule
+
+    user_id = f"@{local}:example.org"
+    content: dict[str, Any] = {"msgtype": "m.text", "body": body.format(lp=local, uid=user_id)}
+    if mention:
+        content["m.mentions"] = {"user_ids": [user_id]}
+    event: dict[str, Any] = {"type": "m.room.message", "content": content, "sender": "@x:example.org",
+                             "room_id": ROOM}
+    if invite:
+        event = {"type": "m.room.member", "content": {"membership": "invite"}, "state_key": user_id,
+                 "sender": "@x:example.org", "room_id": ROOM}
+    ids = [".m.rule.invite_for_me", ".m.rule.is_user_mention", ".m.rule.contains_display_name",
+           ".m.rule.contains_user_name"]
+    own = {r["rule_id"]: r for r in PushRuleset(user_id).evaluation_rules()}
+    evaluator = PushRuleEvaluator(event, 5, 0, {})
+    for rule_id in ids:
+        mine = evaluator.match([own[rule_id]], user_id, "Night Shift")
+        relative = evaluator.match([user_relative_default_rule(rule_id)], user_id, "Night Shift")
+        assert (mine is None) == (relative is None), rule_id
 
 
 def test_a_defaults_only_ruleset_keeps_nothing_but_its_user_and_a_changed_one_keeps_its_rules() -> None:
