@@ -286,9 +286,15 @@ class Database:
                                timeout=30)
         try:
             conn.execute(f"PRAGMA synchronous={self._sqlite_synchronous()}")
+            # A new server starts the database before its migrations create anything: this connection then opened
+            # an empty file, took it for a rollback-journal database, and every wal_checkpoint on it was a no-op
+            # (the WAL grew by gigabytes under load and was copied back only at shutdown). Say WAL here too.
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
             while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    (_busy, wal_frames, _copied), = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    if wal_frames < 0:  # not in WAL mode on this connection after all: say it again
+                        conn.execute("PRAGMA journal_mode=WAL").fetchall()
                 except sqlite3.Error:
                     logger.warning("WAL checkpoint failed; retrying in %s s", CHECKPOINT_INTERVAL_S, exc_info=True)
         finally:
